@@ -378,7 +378,16 @@ fn decode_strict(info: &KindInfo, mut value: Value) -> Result<Resource, Vec<Prob
     }
     let resource = Resource::from_value(info, value.clone()).map_err(|e| {
         let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
         let message = e.into_inner().to_string();
+        // serde reports a missing required field at its parent; name the field itself,
+        // as the API server's `Required value` does.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            return vec![Problem::Type(child_path(&path, field), "Required value".into())];
+        }
         vec![Problem::Type(path, message)]
     })?;
     let mut unknown = Vec::new();
@@ -531,6 +540,17 @@ items:
         assert_eq!(loaded.manifests[0].origin.line, 4);
         assert_eq!(loaded.errors[0].message, "unknown field \"bogus\"");
         assert_eq!(loaded.errors[0].origin.line, 10);
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let loaded = load(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: Rollout\nmetadata: {name: a}\nstatus:\n  conditions:\n  - type: Ready\n",
+        );
+        let e = &loaded.errors[0];
+        assert_eq!(e.field.as_deref(), Some("status.conditions[0].lastTransitionTime"), "{e:?}");
+        assert_eq!(e.message, "status.conditions[0].lastTransitionTime: Required value");
+        assert_eq!(e.origin.line, 6);
     }
 
     #[test]

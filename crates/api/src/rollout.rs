@@ -72,7 +72,7 @@ pub struct RolloutSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_window: Option<RollbackWindow>,
     /// The release strategy: exactly one of `blueGreen` or `canary`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub strategy: RolloutStrategy,
     /// How many finished AnalysisRuns to keep.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -604,6 +604,15 @@ pub struct RolloutAnalysisRunStatus {
     /// Its message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// Decodes an explicit `null` (a key with nothing after it in YAML) as the default.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl RolloutSpec {

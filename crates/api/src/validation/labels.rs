@@ -1,0 +1,154 @@
+//! Labels and label selectors: validation, and matching a selector against a label set.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::{Errors, names};
+
+/// Validates label keys and values, as `ValidateLabels` does.
+pub(crate) fn validate_labels(labels: Option<&BTreeMap<String, String>>, field: &str, errs: &mut Errors) {
+    for (key, value) in labels.into_iter().flatten() {
+        errs.check(field, key, names::qualified_name(key));
+        errs.check(field, value, names::label_value(value));
+    }
+}
+
+/// Validates annotation keys and total size, as `ValidateAnnotations` does.
+pub(crate) fn validate_annotations(
+    annotations: Option<&BTreeMap<String, String>>,
+    field: &str,
+    errs: &mut Errors,
+) {
+    let mut total = 0;
+    for (key, value) in annotations.into_iter().flatten() {
+        errs.check(field, &key.to_ascii_lowercase(), names::qualified_name(key));
+        total += key.len() + value.len();
+    }
+    if total > 256 * 1024 {
+        errs.push_too_long(field, 256 * 1024);
+    }
+}
+
+/// Validates a label selector's keys, operators and values.
+pub(crate) fn validate_selector(selector: &LabelSelector, field: &str, errs: &mut Errors) {
+    validate_labels(selector.match_labels.as_ref(), &format!("{field}.matchLabels"), errs);
+    for (i, req) in selector.match_expressions.iter().flatten().enumerate() {
+        let path = format!("{field}.matchExpressions[{i}]");
+        errs.check(&format!("{path}.key"), &req.key, names::qualified_name(&req.key));
+        let values = req.values.as_deref().unwrap_or_default();
+        match req.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => errs.required(
+                format!("{path}.values"),
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            ),
+            "Exists" | "DoesNotExist" if !values.is_empty() => errs.forbidden(
+                format!("{path}.values"),
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            ),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => errs.unsupported(
+                format!("{path}.operator"),
+                other,
+                &["DoesNotExist", "Exists", "In", "NotIn"],
+            ),
+        }
+    }
+}
+
+/// Whether the selector selects nothing-in-particular (no labels, no expressions): for a
+/// workload that means "every pod", which the API server rejects.
+pub fn selector_is_empty(selector: &LabelSelector) -> bool {
+    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+}
+
+/// Whether a label selector selects a label set (Kubernetes semantics: all requirements
+/// must hold; an empty selector selects everything).
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_ok = selector.match_expressions.iter().flatten().all(|req| {
+        let values = req.values.as_deref().unwrap_or_default();
+        let value = labels.get(&req.key);
+        match req.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && expressions_ok
+}
+
+/// Whether a plain equality selector (a Service's `spec.selector`) selects a label set.
+/// An empty map selects nothing here: Services without a selector get no endpoints.
+pub fn map_selector_matches(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Renders a label map as Go's `%#v` would, for messages that quote the API server.
+pub fn go_map(labels: &BTreeMap<String, String>) -> String {
+    let body = labels
+        .iter()
+        .map(|(k, v)| format!("{k:?}:{v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("map[string]string{{{body}}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
+        LabelSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: Some(values.iter().map(|v| v.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn selector_table() {
+        let pod = labels(&[("app", "web"), ("track", "canary")]);
+        let cases = [
+            (LabelSelector::default(), true),
+            (LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() }, true),
+            (LabelSelector { match_labels: Some(labels(&[("app", "api")])), ..Default::default() }, false),
+            (LabelSelector { match_expressions: Some(vec![expr("track", "In", &["canary", "x"])]), ..Default::default() }, true),
+            (LabelSelector { match_expressions: Some(vec![expr("track", "NotIn", &["canary"])]), ..Default::default() }, false),
+            (LabelSelector { match_expressions: Some(vec![expr("tier", "NotIn", &["db"])]), ..Default::default() }, true),
+            (LabelSelector { match_expressions: Some(vec![expr("tier", "Exists", &[])]), ..Default::default() }, false),
+            (LabelSelector { match_expressions: Some(vec![expr("tier", "DoesNotExist", &[])]), ..Default::default() }, true),
+        ];
+        for (i, (selector, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(selector_matches(&selector, &pod), expected, "case {i}");
+        }
+    }
+
+    #[test]
+    fn service_selectors_need_every_label() {
+        let pod = labels(&[("app", "web"), ("track", "canary")]);
+        assert!(map_selector_matches(&labels(&[("app", "web")]), &pod));
+        assert!(!map_selector_matches(&labels(&[("app", "web"), ("track", "stable")]), &pod));
+        assert!(!map_selector_matches(&BTreeMap::new(), &pod));
+    }
+
+    #[test]
+    fn go_map_rendering() {
+        assert_eq!(go_map(&labels(&[("app", "web")])), r#"map[string]string{"app":"web"}"#);
+    }
+}
