@@ -290,6 +290,9 @@ def validate_custom(
         # The API server validates the root metadata as ObjectMeta, whatever the CRD
         # says (it may only restrict name); do the same, separately.
         props["metadata"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        # apiVersion and kind are implicit at the root of every custom resource schema.
+        props.setdefault("apiVersion", {"type": "string"})
+        props.setdefault("kind", {"type": "string"})
     schema = api_server_schema(schema)
     validator = jsonschema.Draft4Validator(schema)
     errors = [

@@ -230,6 +230,7 @@ pub struct WebMetric {
     pub body: Option<String>,
     /// A request body as JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(schema_with = "crate::crd::any_object")]
     pub json_body: Option<serde_json::Value>,
     /// Request timeout in seconds (default 10).

@@ -181,6 +181,7 @@ pub struct BlueGreenStrategy {
     pub post_promotion_analysis: Option<RolloutAnalysis>,
     /// Spreads the new version's pods away from the old ones (accepted; single host).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(schema_with = "crate::crd::any_object")]
     pub anti_affinity: Option<serde_json::Value>,
     /// Metadata added to the active pods.
@@ -218,6 +219,7 @@ pub struct CanaryStrategy {
     pub analysis: Option<BackgroundAnalysis>,
     /// Spreads the canary's pods away from the stable ones (accepted; single host).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(schema_with = "crate::crd::any_object")]
     pub anti_affinity: Option<serde_json::Value>,
     /// Metadata added to the canary pods.
