@@ -49,7 +49,9 @@ fn check_node(s: &JSONSchemaProps, path: &str, out: &mut Vec<String>) {
         out.push(format!("{path}: $ref is not allowed"));
     }
     if s.properties.is_some() && s.additional_properties.is_some() {
-        out.push(format!("{path}: properties and additionalProperties are mutually exclusive"));
+        out.push(format!(
+            "{path}: properties and additionalProperties are mutually exclusive"
+        ));
     }
     if s.type_.as_deref() == Some("array") && s.items.is_none() {
         out.push(format!("{path}: items must be specified for arrays"));
@@ -98,7 +100,11 @@ mod tests {
                     .and_then(|s| s.open_api_v3_schema.as_ref())
                     .expect("schema present");
                 let violations = structural_violations(schema);
-                assert!(violations.is_empty(), "{}: {violations:#?}", crd.spec.names.kind);
+                assert!(
+                    violations.is_empty(),
+                    "{}: {violations:#?}",
+                    crd.spec.names.kind
+                );
             }
         }
     }
@@ -106,7 +112,10 @@ mod tests {
     #[test]
     fn crds_name_switchyard_group_and_short_names() {
         let crds = definitions();
-        let names: Vec<_> = crds.iter().map(|c| c.metadata.name.clone().unwrap()).collect();
+        let names: Vec<_> = crds
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect();
         assert_eq!(
             names,
             [

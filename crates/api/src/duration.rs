@@ -21,11 +21,16 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("invalid duration {text:?}: expected a number at {rest:?}"));
+            return Err(format!(
+                "invalid duration {text:?}: expected a number at {rest:?}"
+            ));
         }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: bad number {:?}", &rest[..digits]))?;
+        let number: f64 = rest[..digits].parse().map_err(|_| {
+            format!(
+                "invalid duration {text:?}: bad number {:?}",
+                &rest[..digits]
+            )
+        })?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -37,7 +42,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("invalid duration {text:?}: missing unit (s, m or h)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {text:?}: missing unit (s, m or h)"
+                ));
+            }
             unit => return Err(format!("invalid duration {text:?}: unknown unit {unit:?}")),
         };
         total += number * scale;
@@ -81,7 +90,10 @@ mod tests {
 
     #[test]
     fn int_or_string() {
-        assert_eq!(parse_int_or_string(&IntOrString::Int(10)), Ok(Duration::from_secs(10)));
+        assert_eq!(
+            parse_int_or_string(&IntOrString::Int(10)),
+            Ok(Duration::from_secs(10))
+        );
         assert!(parse_int_or_string(&IntOrString::Int(-1)).is_err());
         assert_eq!(
             parse_int_or_string(&IntOrString::String("2m".into())),

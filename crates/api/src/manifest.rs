@@ -128,7 +128,9 @@ pub fn load_paths(paths: &[PathBuf], stdin: &mut dyn Read) -> Loaded {
                         loaded.extend(load_file(&file));
                     }
                 }
-                Err(e) => loaded.errors.push(io_error(&path.display().to_string(), &e)),
+                Err(e) => loaded
+                    .errors
+                    .push(io_error(&path.display().to_string(), &e)),
             }
         } else {
             loaded.extend(load_file(path));
@@ -248,7 +250,11 @@ fn decode_document(file: &str, document: RawDocument, loaded: &mut Loaded) {
     let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
     if api_version.is_empty() || kind.is_empty() {
-        let missing = if kind.is_empty() { "kind" } else { "apiVersion" };
+        let missing = if kind.is_empty() {
+            "kind"
+        } else {
+            "apiVersion"
+        };
         loaded.errors.push(error(
             LoadErrorKind::UnknownKind,
             "",
@@ -386,7 +392,10 @@ fn decode_strict(info: &KindInfo, mut value: Value) -> Result<Resource, Vec<Prob
             .strip_prefix("missing field `")
             .and_then(|m| m.strip_suffix('`'))
         {
-            return vec![Problem::Type(child_path(&path, field), "Required value".into())];
+            return vec![Problem::Type(
+                child_path(&path, field),
+                "Required value".into(),
+            )];
         }
         vec![Problem::Type(path, message)]
     })?;
@@ -481,7 +490,9 @@ spec:
 
     #[test]
     fn non_string_label_values_are_rejected() {
-        let loaded = load("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels:\n    version: 1\n");
+        let loaded = load(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels:\n    version: 1\n",
+        );
         assert_eq!(loaded.errors.len(), 1);
         let e = &loaded.errors[0];
         assert_eq!(e.field.as_deref(), Some("metadata.labels.version"));
@@ -516,7 +527,15 @@ spec:
             panic!("not a rollout");
         };
         assert_eq!(rollout.spec.replicas, Some(3));
-        let steps = rollout.spec.strategy.canary.as_ref().unwrap().steps.as_ref().unwrap();
+        let steps = rollout
+            .spec
+            .strategy
+            .canary
+            .as_ref()
+            .unwrap()
+            .steps
+            .as_ref()
+            .unwrap();
         assert_eq!(steps.len(), 5);
         assert_eq!(loaded.manifests[0].resource.info().group, "switchyard.dev");
     }
@@ -548,8 +567,15 @@ items:
             "apiVersion: switchyard.dev/v1alpha1\nkind: Rollout\nmetadata: {name: a}\nstatus:\n  conditions:\n  - type: Ready\n",
         );
         let e = &loaded.errors[0];
-        assert_eq!(e.field.as_deref(), Some("status.conditions[0].lastTransitionTime"), "{e:?}");
-        assert_eq!(e.message, "status.conditions[0].lastTransitionTime: Required value");
+        assert_eq!(
+            e.field.as_deref(),
+            Some("status.conditions[0].lastTransitionTime"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.message,
+            "status.conditions[0].lastTransitionTime: Required value"
+        );
         assert_eq!(e.origin.line, 6);
     }
 
@@ -564,7 +590,8 @@ items:
 
     #[test]
     fn unknown_kinds_and_wrong_versions_say_what_to_use() {
-        let loaded = load("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: a}\n");
+        let loaded =
+            load("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: a}\n");
         assert_eq!(
             loaded.errors[0].message,
             "no matches for kind \"Deployment\" in version \"extensions/v1beta1\""
@@ -574,7 +601,9 @@ items:
 
     #[test]
     fn type_errors_name_the_field() {
-        let loaded = load("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  replicas: three\n");
+        let loaded = load(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  replicas: three\n",
+        );
         let e = &loaded.errors[0];
         assert_eq!(e.kind, LoadErrorKind::InvalidType);
         assert_eq!(e.field.as_deref(), Some("spec.replicas"));

@@ -332,6 +332,9 @@ mod tests {
         assert_eq!(parent_path("a.b[0]"), Some("a.b"));
         assert_eq!(parent_path("a"), Some(""));
         assert_eq!(parent_path(""), None);
-        assert_eq!(parent_path("metadata.labels[a.b/c]"), Some("metadata.labels"));
+        assert_eq!(
+            parent_path("metadata.labels[a.b/c]"),
+            Some("metadata.labels")
+        );
     }
 }

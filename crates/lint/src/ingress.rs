@@ -46,6 +46,7 @@ fn annotation_path(name: &str) -> String {
 
 /// One routed path of an Ingress: (host, path, pathType, backend service, field path).
 struct Route {
+    namespace: String,
     host: String,
     path: String,
     path_type: String,
@@ -55,10 +56,16 @@ struct Route {
 
 fn routes(ing: &Ingress) -> Vec<Route> {
     let mut out = Vec::new();
+    let namespace = ing
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let Some(spec) = &ing.spec else { return out };
     for (i, rule) in spec.rules.iter().flatten().enumerate() {
         for (j, path) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
             out.push(Route {
+                namespace: namespace.clone(),
                 host: rule.host.clone().unwrap_or_default(),
                 path: path.path.clone().unwrap_or_else(|| "/".to_string()),
                 path_type: path.path_type.clone(),
@@ -80,7 +87,9 @@ fn annotations(ing: &Ingress) -> BTreeMap<String, String> {
 }
 
 fn is_canary(ing: &Ingress) -> bool {
-    annotations(ing).get("canary").is_some_and(|v| parse_bool(v))
+    annotations(ing)
+        .get("canary")
+        .is_some_and(|v| parse_bool(v))
 }
 
 pub(crate) fn check(set: &Set, out: &mut Vec<Diagnostic>) {
@@ -123,27 +132,45 @@ pub(crate) fn check(set: &Set, out: &mut Vec<Diagnostic>) {
             canary_checks(manifest, ing, &ann, &primaries, out);
         }
 
-        for route in routes(ing) {
-            if let Some(service) = &route.service
-                && set.get("Service", &key.namespace, service).is_none()
-            {
+        let default_backend = ing
+            .spec
+            .as_ref()
+            .and_then(|s| s.default_backend.as_ref())
+            .and_then(|b| b.service.as_ref())
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    "spec.defaultBackend".to_string(),
+                    "unmatched requests".to_string(),
+                )
+            });
+        let backends = routes(ing).into_iter().filter_map(|r| {
+            let host = if r.host.is_empty() { "*" } else { &r.host };
+            let what = format!("requests to {host}{}", r.path);
+            Some((r.service?, format!("{}.backend", r.field), what))
+        });
+        for (service, field, what) in backends.chain(default_backend) {
+            if set.get("Service", &key.namespace, &service).is_none() {
                 out.push(Diagnostic::at(
                     MISSING_SERVICE,
                     manifest,
-                    &format!("{}.backend.service.name", route.field),
+                    &format!("{field}.service.name"),
                     format!(
                         "backend Service {service:?} is not in this set: unless it already \
-                         exists in namespace {:?}, requests to {}{} get 503",
-                        key.namespace,
-                        if route.host.is_empty() { "*" } else { &route.host },
-                        route.path
+                         exists in namespace {:?}, {what} get 503",
+                        key.namespace
                     ),
-                    format!("add Service {service:?} to the set, or fix the backend's service name"),
+                    format!(
+                        "add Service {service:?} to the set, or fix the backend's service name"
+                    ),
                 ));
             }
         }
 
-        let class_name = ing.spec.as_ref().and_then(|s| s.ingress_class_name.as_ref());
+        let class_name = ing
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_ref());
         let class_annotation = ing
             .metadata
             .annotations
@@ -173,9 +200,9 @@ fn canary_checks(
     out: &mut Vec<Diagnostic>,
 ) {
     for route in routes(ing) {
-        let primary = primaries
-            .iter()
-            .find(|p| p.host == route.host && p.path == route.path && p.path_type == route.path_type);
+        let primary = primaries.iter().find(|p| {
+            p.host == route.host && p.path == route.path && p.path_type == route.path_type
+        });
         match primary {
             None => out.push(Diagnostic::at(
                 CANARY_WITHOUT_PRIMARY,
@@ -190,7 +217,11 @@ fn canary_checks(
                  and pathType that routes to the stable Service"
                     .to_string(),
             )),
-            Some(primary) if primary.service.is_some() && primary.service == route.service => {
+            Some(primary)
+                if primary.service.is_some()
+                    && primary.service == route.service
+                    && primary.namespace == route.namespace =>
+            {
                 out.push(Diagnostic::at(
                     CANARY_SAME_SERVICE,
                     manifest,
@@ -209,8 +240,9 @@ fn canary_checks(
     }
 
     if let Some(header) = ann.get("canary-by-header")
-        && !ann.contains_key("canary-by-header-value")
-        && !ann.contains_key("canary-by-header-pattern")
+        // ingress-nginx treats an empty annotation as unset.
+        && ann.get("canary-by-header-value").is_none_or(|v| v.is_empty())
+        && ann.get("canary-by-header-pattern").is_none_or(|v| v.is_empty())
         && STANDARD_HEADERS.contains(&header.to_ascii_lowercase().as_str())
     {
         out.push(Diagnostic::at(
@@ -262,7 +294,9 @@ fn weight_diagnostic(manifest: &Manifest, name: &str, value: &str, rule: &str) -
         CANARY_WEIGHT_INVALID,
         manifest,
         &annotation_path(name),
-        format!("{name} {value:?} {rule}: ingress-nginx ignores it, and the canary gets no weighted traffic"),
+        format!(
+            "{name} {value:?} {rule}: ingress-nginx ignores it, and the canary gets no weighted traffic"
+        ),
         format!("write a plain integer in quotes, e.g. `{PREFIX}{name}: \"10\"`"),
     )
 }

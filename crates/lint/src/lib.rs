@@ -156,8 +156,14 @@ fn load_diagnostic(error: &switchyard_api::LoadError) -> Diagnostic {
         LoadErrorKind::Io | LoadErrorKind::Syntax => PARSE_ERROR,
         LoadErrorKind::UnknownKind => UNKNOWN_KIND,
         LoadErrorKind::UnknownField => {
-            let is_ingress = error.object.as_deref().is_some_and(|o| o.starts_with("Ingress/"));
-            let is_weight = error.field.as_deref().is_some_and(|f| f.ends_with(".weight"));
+            let is_ingress = error
+                .object
+                .as_deref()
+                .is_some_and(|o| o.starts_with("Ingress/"));
+            let is_weight = error
+                .field
+                .as_deref()
+                .is_some_and(|f| f.ends_with(".weight"));
             if is_ingress && is_weight {
                 return ingress_weight(error);
             }
@@ -218,11 +224,17 @@ fn fix_for(error: &validation::FieldError) -> String {
     match error.error_type {
         Required => format!("set `{field}`"),
         Duplicate => format!("give `{field}` a value no other entry uses"),
-        Forbidden => format!("remove `{field}`, or change what forbids it: {}", error.detail),
+        Forbidden => format!(
+            "remove `{field}`, or change what forbids it: {}",
+            error.detail
+        ),
         Unsupported => format!("use one of the {}", error.detail),
         NotFound => format!("create what `{field}` refers to, or fix the reference"),
         TooLong => format!("shorten `{field}`"),
-        Invalid => format!("change `{field}` so that it {}", as_requirement(&error.detail)),
+        Invalid => format!(
+            "change `{field}` so that it {}",
+            as_requirement(&error.detail)
+        ),
     }
 }
 
@@ -230,7 +242,9 @@ fn fix_for(error: &validation::FieldError) -> String {
 fn as_requirement(detail: &str) -> String {
     let detail = detail.trim_end_matches('.');
     if let Some(rest) = detail.strip_prefix("must ") {
-        format!("does {rest}").replace("does be ", "is ").replace("does not be ", "is not ")
+        format!("does {rest}")
+            .replace("does be ", "is ")
+            .replace("does not be ", "is not ")
     } else {
         format!("is valid: {detail}")
     }
@@ -238,7 +252,10 @@ fn as_requirement(detail: &str) -> String {
 
 /// Counts of errors and warnings.
 pub fn counts(diagnostics: &[Diagnostic]) -> (usize, usize) {
-    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     (errors, diagnostics.len() - errors)
 }
 
@@ -249,7 +266,10 @@ mod tests {
     #[test]
     fn rule_ids_are_unique_and_kebab_case() {
         let mut ids: Vec<_> = RULES.iter().map(|r| r.id).collect();
-        assert!(ids.iter().all(|id| id.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+        assert!(
+            ids.iter()
+                .all(|id| id.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        );
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), RULES.len());
@@ -261,7 +281,13 @@ mod tests {
             as_requirement("must be greater than or equal to 0"),
             "is greater than or equal to 0"
         );
-        assert_eq!(as_requirement("must not contain '//'"), "does not contain '//'");
-        assert_eq!(as_requirement("`selector` does not match"), "is valid: `selector` does not match");
+        assert_eq!(
+            as_requirement("must not contain '//'"),
+            "does not contain '//'"
+        );
+        assert_eq!(
+            as_requirement("`selector` does not match"),
+            "is valid: `selector` does not match"
+        );
     }
 }

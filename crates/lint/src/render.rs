@@ -43,8 +43,18 @@ pub fn render_human(diagnostics: &[Diagnostic], objects: usize, colour: bool) ->
             paint(BOLD),
             d.message
         );
-        let field = d.field.as_deref().map(|f| format!(" ({f})")).unwrap_or_default();
-        let _ = writeln!(out, "  {}-->{reset} {}:{}{field}", paint(BLUE), d.file, d.line);
+        let field = d
+            .field
+            .as_deref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}-->{reset} {}:{}{field}",
+            paint(BLUE),
+            d.file,
+            d.line
+        );
         let _ = writeln!(out, "   {}= fix:{reset} {}", paint(BLUE), d.fix);
         out.push('\n');
     }

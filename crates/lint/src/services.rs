@@ -57,7 +57,11 @@ fn selectors(set: &Set, out: &mut Vec<Diagnostic>) {
         }
         let matching: Vec<_> = in_namespace
             .iter()
-            .filter(|t| t.label_sets.iter().any(|labels| map_selector_matches(&selector, labels)))
+            .filter(|t| {
+                t.label_sets
+                    .iter()
+                    .any(|labels| map_selector_matches(&selector, labels))
+            })
             .collect();
         match matching.as_slice() {
             [] => out.push(Diagnostic::at(
@@ -74,7 +78,11 @@ fn selectors(set: &Set, out: &mut Vec<Diagnostic>) {
                      labels here: {})",
                     in_namespace
                         .iter()
-                        .map(|t| format!("{} {}", t.manifest.key(), render_labels(&t.label_sets[0])))
+                        .map(|t| format!(
+                            "{} {}",
+                            t.manifest.key(),
+                            render_labels(&t.label_sets[0])
+                        ))
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
@@ -120,7 +128,11 @@ fn externalname(
         ));
     }
     for (i, port) in spec.ports.iter().flatten().enumerate() {
-        let field = if port.target_port.is_some() {
+        // The API server defaults targetPort to port; only a different one expects a proxy.
+        let remapped = port.target_port.as_ref().is_some_and(|t| {
+            *t != k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port.port)
+        });
+        let field = if remapped {
             format!("spec.ports[{i}].targetPort")
         } else if port.node_port.is_some() {
             format!("spec.ports[{i}].nodePort")
@@ -166,8 +178,13 @@ fn rollout_references(set: &Set, out: &mut Vec<Diagnostic>) {
             }
         }
         for (field, name) in services {
-            let Some(name) = name.filter(|n| !n.is_empty()) else { continue };
-            match set.get("Service", &key.namespace, name).map(|m| &m.resource) {
+            let Some(name) = name.filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            match set
+                .get("Service", &key.namespace, name)
+                .map(|m| &m.resource)
+            {
                 None => out.push(Diagnostic::at(
                     MISSING_SERVICE,
                     manifest,
@@ -177,10 +194,13 @@ fn rollout_references(set: &Set, out: &mut Vec<Diagnostic>) {
                          namespace {:?}, the Rollout cannot route traffic and stays degraded",
                         key.namespace
                     ),
-                    format!("add a Service {name:?} whose selector matches the Rollout's pod labels"),
+                    format!(
+                        "add a Service {name:?} whose selector matches the Rollout's pod labels"
+                    ),
                 )),
                 Some(Resource::Service(svc))
-                    if svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName") =>
+                    if svc.spec.as_ref().and_then(|s| s.type_.as_deref())
+                        == Some("ExternalName") =>
                 {
                     out.push(Diagnostic::at(
                         EXTERNALNAME_PROXYING,
@@ -197,7 +217,9 @@ fn rollout_references(set: &Set, out: &mut Vec<Diagnostic>) {
             }
         }
         for (field, name) in ingresses {
-            let Some(name) = name.filter(|n| !n.is_empty()) else { continue };
+            let Some(name) = name.filter(|n| !n.is_empty()) else {
+                continue;
+            };
             if set.get("Ingress", &key.namespace, name).is_none() {
                 out.push(Diagnostic::at(
                     MISSING_INGRESS,
@@ -224,7 +246,13 @@ fn labels_mismatch(set: &Set, out: &mut Vec<Diagnostic>) {
         if matches!(template.manifest.resource, Resource::Pod(_)) {
             continue;
         }
-        let own = template.manifest.resource.metadata().labels.clone().unwrap_or_default();
+        let own = template
+            .manifest
+            .resource
+            .metadata()
+            .labels
+            .clone()
+            .unwrap_or_default();
         let pod = &template.label_sets[0];
         let conflicts: Vec<String> = own
             .iter()

@@ -29,7 +29,11 @@ pub(crate) struct Set<'a> {
 impl<'a> Set<'a> {
     pub fn new(manifests: &'a [Manifest]) -> Self {
         let keys: Vec<ObjectKey> = manifests.iter().map(Manifest::key).collect();
-        let by_key = keys.iter().enumerate().map(|(i, k)| (k.clone(), i)).collect();
+        let by_key = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
         let templates = manifests
             .iter()
             .zip(&keys)
@@ -53,17 +57,23 @@ impl<'a> Set<'a> {
     }
 
     pub fn services(&self) -> impl Iterator<Item = (&'a Manifest, &ObjectKey, &'a Service)> + '_ {
-        self.manifests.iter().zip(&self.keys).filter_map(|(m, k)| match &m.resource {
-            Resource::Service(svc) => Some((m, k, svc.as_ref())),
-            _ => None,
-        })
+        self.manifests
+            .iter()
+            .zip(&self.keys)
+            .filter_map(|(m, k)| match &m.resource {
+                Resource::Service(svc) => Some((m, k, svc.as_ref())),
+                _ => None,
+            })
     }
 
     pub fn ingresses(&self) -> impl Iterator<Item = (&'a Manifest, &ObjectKey, &'a Ingress)> + '_ {
-        self.manifests.iter().zip(&self.keys).filter_map(|(m, k)| match &m.resource {
-            Resource::Ingress(ing) => Some((m, k, ing.as_ref())),
-            _ => None,
-        })
+        self.manifests
+            .iter()
+            .zip(&self.keys)
+            .filter_map(|(m, k)| match &m.resource {
+                Resource::Ingress(ing) => Some((m, k, ing.as_ref())),
+                _ => None,
+            })
     }
 }
 

@@ -11,18 +11,32 @@ fn every_example_lints_clean() {
     assert!(loaded.manifests.len() >= 10, "examples went missing");
     let diagnostics = switchyard_lint::lint(&loaded);
     assert!(diagnostics.is_empty(), "{diagnostics:#?}");
-    let kinds: std::collections::BTreeSet<_> =
-        loaded.manifests.iter().map(|m| m.resource.info().kind).collect();
-    for kind in ["Deployment", "Service", "Ingress", "IngressClass", "Rollout", "AnalysisTemplate"] {
+    let kinds: std::collections::BTreeSet<_> = loaded
+        .manifests
+        .iter()
+        .map(|m| m.resource.info().kind)
+        .collect();
+    for kind in [
+        "Deployment",
+        "Service",
+        "Ingress",
+        "IngressClass",
+        "Rollout",
+        "AnalysisTemplate",
+    ] {
         assert!(kinds.contains(kind), "no {kind} example");
     }
     let types: std::collections::BTreeSet<_> = loaded
         .manifests
         .iter()
         .filter_map(|m| match &m.resource {
-            switchyard_api::Resource::Service(s) => {
-                Some(s.spec.as_ref()?.type_.clone().unwrap_or_else(|| "ClusterIP".into()))
-            }
+            switchyard_api::Resource::Service(s) => Some(
+                s.spec
+                    .as_ref()?
+                    .type_
+                    .clone()
+                    .unwrap_or_else(|| "ClusterIP".into()),
+            ),
             _ => None,
         })
         .collect();

@@ -32,12 +32,25 @@ fn bad_fixtures_trigger_their_rule() {
         let path = fixtures_dir().join(rule.id).join("bad.yaml");
         let found = lint_file(&path);
         let hits: Vec<_> = found.iter().filter(|d| d.rule == rule.id).collect();
-        assert!(!hits.is_empty(), "{} not reported for {}: {found:#?}", rule.id, path.display());
+        assert!(
+            !hits.is_empty(),
+            "{} not reported for {}: {found:#?}",
+            rule.id,
+            path.display()
+        );
         for d in hits {
             assert_eq!(d.severity, rule.severity, "{}", rule.id);
-            assert!(d.line > 0 || rule.id == "parse-error", "{}: no line: {d:?}", rule.id);
+            assert!(
+                d.line > 0 || rule.id == "parse-error",
+                "{}: no line: {d:?}",
+                rule.id
+            );
             assert!(d.file.ends_with("bad.yaml"));
-            assert!(!d.message.is_empty() && !d.fix.is_empty(), "{}: {d:?}", rule.id);
+            assert!(
+                !d.message.is_empty() && !d.fix.is_empty(),
+                "{}: {d:?}",
+                rule.id
+            );
         }
     }
 }
@@ -47,6 +60,10 @@ fn good_fixtures_are_clean() {
     for rule in RULES {
         let path = fixtures_dir().join(rule.id).join("good.yaml");
         let found = lint_file(&path);
-        assert!(found.is_empty(), "{} is not clean: {found:#?}", path.display());
+        assert!(
+            found.is_empty(),
+            "{} is not clean: {found:#?}",
+            path.display()
+        );
     }
 }

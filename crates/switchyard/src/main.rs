@@ -88,8 +88,13 @@ fn lint(files: &[PathBuf], output: LintOutput) -> anyhow::Result<ExitCode> {
         LintOutput::Json => write_stdout(&switchyard_lint::render_json(&diagnostics, objects))?,
         LintOutput::Human => {
             let stdout = std::io::stdout();
-            let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            write_stdout(&switchyard_lint::render_human(&diagnostics, objects, colour))?;
+            let colour =
+                stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            write_stdout(&switchyard_lint::render_human(
+                &diagnostics,
+                objects,
+                colour,
+            ))?;
         }
     }
     let (errors, _) = switchyard_lint::counts(&diagnostics);
@@ -107,7 +112,10 @@ fn rules_table() -> String {
             switchyard_lint::Severity::Error => "error",
             switchyard_lint::Severity::Warning => "warning",
         };
-        out.push_str(&format!("{:<30} {:<8} {}\n", rule.id, severity, rule.summary));
+        out.push_str(&format!(
+            "{:<30} {:<8} {}\n",
+            rule.id, severity, rule.summary
+        ));
     }
     out
 }
@@ -115,7 +123,10 @@ fn rules_table() -> String {
 /// Writes to stdout, treating a closed pipe (`| head`) as success.
 fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("writing to stdout"),
     }

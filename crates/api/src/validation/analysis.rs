@@ -51,7 +51,10 @@ fn metric(m: &Metric, path: &str, errs: &mut Errors) {
     if m.name.is_empty() {
         errs.required(format!("{path}.name"), "");
     }
-    for (field, value) in [("interval", &m.interval), ("initialDelay", &m.initial_delay)] {
+    for (field, value) in [
+        ("interval", &m.interval),
+        ("initialDelay", &m.initial_delay),
+    ] {
         if let Some(text) = value.as_deref().filter(|t| !is_arg_reference(t))
             && let Err(message) = duration::parse(text)
         {
@@ -66,7 +69,11 @@ fn metric(m: &Metric, path: &str, errs: &mut Errors) {
     ] {
         match value {
             Some(IntOrString::Int(n)) if *n < 0 => {
-                errs.invalid(format!("{path}.{field}"), n, "must be greater than or equal to 0");
+                errs.invalid(
+                    format!("{path}.{field}"),
+                    n,
+                    "must be greater than or equal to 0",
+                );
             }
             Some(IntOrString::String(s)) if !is_arg_reference(s) && s.parse::<u32>().is_err() => {
                 errs.invalid(
@@ -116,7 +123,10 @@ fn metric(m: &Metric, path: &str, errs: &mut Errors) {
             errs.unsupported(format!("{p}.web.method"), method, &["GET", "POST", "PUT"]);
         }
         if web.body.is_some() && web.json_body.is_some() {
-            errs.forbidden(format!("{p}.web.jsonBody"), "set either body or jsonBody, not both");
+            errs.forbidden(
+                format!("{p}.web.jsonBody"),
+                "set either body or jsonBody, not both",
+            );
         }
     }
     if let Some(job) = &m.provider.job {
@@ -127,12 +137,20 @@ fn metric(m: &Metric, path: &str, errs: &mut Errors) {
     }
     if let Some(sy) = &m.provider.switchyard {
         if !SWITCHYARD_METRICS.contains(&sy.metric.as_str()) {
-            errs.unsupported(format!("{p}.switchyard.metric"), &sy.metric, SWITCHYARD_METRICS);
+            errs.unsupported(
+                format!("{p}.switchyard.metric"),
+                &sy.metric,
+                SWITCHYARD_METRICS,
+            );
         }
         if let Some(target) = sy.target.as_deref()
             && !matches!(target, "canary" | "stable")
         {
-            errs.unsupported(format!("{p}.switchyard.target"), target, &["canary", "stable"]);
+            errs.unsupported(
+                format!("{p}.switchyard.target"),
+                target,
+                &["canary", "stable"],
+            );
         }
         if let Some(window) = sy.window.as_deref()
             && let Err(message) = duration::parse(window)

@@ -24,7 +24,11 @@ pub(super) fn ingress(ing: &Ingress, errs: &mut Errors) {
         );
     }
     if let Some(class) = spec.ingress_class_name.as_deref() {
-        errs.check("spec.ingressClassName", class, names::dns1123_subdomain(class));
+        errs.check(
+            "spec.ingressClassName",
+            class,
+            names::dns1123_subdomain(class),
+        );
     }
     if let Some(backend) = &spec.default_backend {
         self::backend(backend, "spec.defaultBackend", errs);
@@ -49,12 +53,20 @@ pub(super) fn ingress(ing: &Ingress, errs: &mut Errors) {
                     }
                     for bad in ["//", "/./", "/../", "%2f", "%2F"] {
                         if value.contains(bad) {
-                            errs.invalid(format!("{p}.path"), value, format!("must not contain '{bad}'"));
+                            errs.invalid(
+                                format!("{p}.path"),
+                                value,
+                                format!("must not contain '{bad}'"),
+                            );
                         }
                     }
                     for bad in ["/..", "/."] {
                         if value.ends_with(bad) {
-                            errs.invalid(format!("{p}.path"), value, format!("cannot end with '{bad}'"));
+                            errs.invalid(
+                                format!("{p}.path"),
+                                value,
+                                format!("cannot end with '{bad}'"),
+                            );
                         }
                     }
                 }
@@ -107,16 +119,24 @@ fn backend(backend: &IngressBackend, field: &str, errs: &mut Errors) {
                 );
             }
             let port = svc.port.as_ref();
-            let name = port.and_then(|p| p.name.as_deref()).filter(|n| !n.is_empty());
+            let name = port
+                .and_then(|p| p.name.as_deref())
+                .filter(|n| !n.is_empty());
             let number = port.and_then(|p| p.number).filter(|n| *n != 0);
             let path = format!("{field}.service.port");
             match (name, number) {
                 (Some(_), Some(_)) => {
                     errs.invalid(path, "", "cannot set both port name & port number");
                 }
-                (Some(name), None) => errs.check(&format!("{path}.name"), name, names::port_name(name)),
+                (Some(name), None) => {
+                    errs.check(&format!("{path}.name"), name, names::port_name(name))
+                }
                 (None, Some(n)) => {
-                    errs.check(&format!("{path}.number"), &n.to_string(), names::port_number(n));
+                    errs.check(
+                        &format!("{path}.number"),
+                        &n.to_string(),
+                        names::port_number(n),
+                    );
                 }
                 (None, None) => errs.required(path, "port name or number is required"),
             }
@@ -137,9 +157,9 @@ pub(super) fn ingress_class(class: &IngressClass, errs: &mut Errors) {
     if controller.len() > 250 {
         errs.push_too_long("spec.controller", 250);
     }
-    let domain_prefixed = controller
-        .split_once('/')
-        .is_some_and(|(domain, path)| !path.is_empty() && names::dns1123_subdomain(domain).is_empty());
+    let domain_prefixed = controller.split_once('/').is_some_and(|(domain, path)| {
+        !path.is_empty() && names::dns1123_subdomain(domain).is_empty()
+    });
     if !domain_prefixed {
         errs.invalid(
             "spec.controller",

@@ -7,7 +7,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::{Errors, names};
 
 /// Validates label keys and values, as `ValidateLabels` does.
-pub(crate) fn validate_labels(labels: Option<&BTreeMap<String, String>>, field: &str, errs: &mut Errors) {
+pub(crate) fn validate_labels(
+    labels: Option<&BTreeMap<String, String>>,
+    field: &str,
+    errs: &mut Errors,
+) {
     for (key, value) in labels.into_iter().flatten() {
         errs.check(field, key, names::qualified_name(key));
         errs.check(field, value, names::label_value(value));
@@ -32,10 +36,18 @@ pub(crate) fn validate_annotations(
 
 /// Validates a label selector's keys, operators and values.
 pub(crate) fn validate_selector(selector: &LabelSelector, field: &str, errs: &mut Errors) {
-    validate_labels(selector.match_labels.as_ref(), &format!("{field}.matchLabels"), errs);
+    validate_labels(
+        selector.match_labels.as_ref(),
+        &format!("{field}.matchLabels"),
+        errs,
+    );
     for (i, req) in selector.match_expressions.iter().flatten().enumerate() {
         let path = format!("{field}.matchExpressions[{i}]");
-        errs.check(&format!("{path}.key"), &req.key, names::qualified_name(&req.key));
+        errs.check(
+            &format!("{path}.key"),
+            &req.key,
+            names::qualified_name(&req.key),
+        );
         let values = req.values.as_deref().unwrap_or_default();
         match req.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => errs.required(
@@ -59,8 +71,14 @@ pub(crate) fn validate_selector(selector: &LabelSelector, field: &str, errs: &mu
 /// Whether the selector selects nothing-in-particular (no labels, no expressions): for a
 /// workload that means "every pod", which the API server rejects.
 pub fn selector_is_empty(selector: &LabelSelector) -> bool {
-    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+    selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty)
 }
 
 /// Whether a label selector selects a label set (Kubernetes semantics: all requirements
@@ -110,7 +128,10 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
@@ -126,13 +147,55 @@ mod tests {
         let pod = labels(&[("app", "web"), ("track", "canary")]);
         let cases = [
             (LabelSelector::default(), true),
-            (LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() }, true),
-            (LabelSelector { match_labels: Some(labels(&[("app", "api")])), ..Default::default() }, false),
-            (LabelSelector { match_expressions: Some(vec![expr("track", "In", &["canary", "x"])]), ..Default::default() }, true),
-            (LabelSelector { match_expressions: Some(vec![expr("track", "NotIn", &["canary"])]), ..Default::default() }, false),
-            (LabelSelector { match_expressions: Some(vec![expr("tier", "NotIn", &["db"])]), ..Default::default() }, true),
-            (LabelSelector { match_expressions: Some(vec![expr("tier", "Exists", &[])]), ..Default::default() }, false),
-            (LabelSelector { match_expressions: Some(vec![expr("tier", "DoesNotExist", &[])]), ..Default::default() }, true),
+            (
+                LabelSelector {
+                    match_labels: Some(labels(&[("app", "web")])),
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                LabelSelector {
+                    match_labels: Some(labels(&[("app", "api")])),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                LabelSelector {
+                    match_expressions: Some(vec![expr("track", "In", &["canary", "x"])]),
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                LabelSelector {
+                    match_expressions: Some(vec![expr("track", "NotIn", &["canary"])]),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                LabelSelector {
+                    match_expressions: Some(vec![expr("tier", "NotIn", &["db"])]),
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                LabelSelector {
+                    match_expressions: Some(vec![expr("tier", "Exists", &[])]),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                LabelSelector {
+                    match_expressions: Some(vec![expr("tier", "DoesNotExist", &[])]),
+                    ..Default::default()
+                },
+                true,
+            ),
         ];
         for (i, (selector, expected)) in cases.into_iter().enumerate() {
             assert_eq!(selector_matches(&selector, &pod), expected, "case {i}");
@@ -143,12 +206,18 @@ mod tests {
     fn service_selectors_need_every_label() {
         let pod = labels(&[("app", "web"), ("track", "canary")]);
         assert!(map_selector_matches(&labels(&[("app", "web")]), &pod));
-        assert!(!map_selector_matches(&labels(&[("app", "web"), ("track", "stable")]), &pod));
+        assert!(!map_selector_matches(
+            &labels(&[("app", "web"), ("track", "stable")]),
+            &pod
+        ));
         assert!(!map_selector_matches(&BTreeMap::new(), &pod));
     }
 
     #[test]
     fn go_map_rendering() {
-        assert_eq!(go_map(&labels(&[("app", "web")])), r#"map[string]string{"app":"web"}"#);
+        assert_eq!(
+            go_map(&labels(&[("app", "web")])),
+            r#"map[string]string{"app":"web"}"#
+        );
     }
 }

@@ -220,7 +220,7 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
     let mut errs = Errors::default();
     workloads::metadata(resource, &mut errs);
     match resource {
-        Resource::Namespace(_) => {}
+        Resource::Namespace(_) | Resource::Event(_) => {}
         Resource::Pod(pod) => workloads::pod(pod, &mut errs),
         Resource::Service(svc) => service::service(svc, &mut errs),
         Resource::Deployment(d) => workloads::deployment(d, &mut errs),

@@ -27,7 +27,8 @@ fn is_label_like(s: &str, first: fn(char) -> bool) -> bool {
 }
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
@@ -216,7 +217,11 @@ mod tests {
         ];
         for (name, label, subdomain, dns1035) in cases {
             assert_eq!(dns1123_label(name).is_empty(), *label, "label {name:?}");
-            assert_eq!(dns1123_subdomain(name).is_empty(), *subdomain, "subdomain {name:?}");
+            assert_eq!(
+                dns1123_subdomain(name).is_empty(),
+                *subdomain,
+                "subdomain {name:?}"
+            );
             assert_eq!(dns1035_label(name).is_empty(), *dns1035, "1035 {name:?}");
         }
         assert_eq!(dns1123_label(&"a".repeat(64)), vec![max_len(63)]);
@@ -255,8 +260,14 @@ mod tests {
     fn port_names_follow_iana() {
         assert!(port_name("http").is_empty());
         assert!(port_name("http-alt2").is_empty());
-        assert_eq!(port_name("8080"), vec!["must contain at least one letter (a-z)"]);
-        assert_eq!(port_name("a--b"), vec!["must contain consecutive hyphens".replace("must", "must not")]);
+        assert_eq!(
+            port_name("8080"),
+            vec!["must contain at least one letter (a-z)"]
+        );
+        assert_eq!(
+            port_name("a--b"),
+            vec!["must contain consecutive hyphens".replace("must", "must not")]
+        );
         assert!(!port_name("HTTP").is_empty());
         assert!(!port_name("a-very-long-port-name").is_empty());
     }

@@ -7,7 +7,7 @@ use super::workloads::{selector_and_template, surge_and_unavailable};
 use super::{Errors, names};
 use crate::duration;
 use crate::rollout::{
-    BlueGreenStrategy, CanaryStrategy, CanaryStep, Rollout, RolloutAnalysis, RolloutSpec,
+    BlueGreenStrategy, CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis, RolloutSpec,
 };
 
 pub(super) fn rollout(ro: &Rollout, errs: &mut Errors) {
@@ -72,7 +72,10 @@ pub(super) fn rollout(ro: &Rollout, errs: &mut Errors) {
 fn blue_green(bg: &BlueGreenStrategy, errs: &mut Errors) {
     let f = "spec.strategy.blueGreen";
     if bg.active_service.is_empty() {
-        errs.required(format!("{f}.activeService"), "Rollout has missing field 'activeService'");
+        errs.required(
+            format!("{f}.activeService"),
+            "Rollout has missing field 'activeService'",
+        );
     } else {
         errs.check(
             &format!("{f}.activeService"),
@@ -81,7 +84,11 @@ fn blue_green(bg: &BlueGreenStrategy, errs: &mut Errors) {
         );
     }
     if let Some(preview) = &bg.preview_service {
-        errs.check(&format!("{f}.previewService"), preview, names::dns1035_label(preview));
+        errs.check(
+            &format!("{f}.previewService"),
+            preview,
+            names::dns1035_label(preview),
+        );
         if *preview == bg.active_service {
             errs.invalid(
                 format!("{f}.previewService"),
@@ -91,9 +98,18 @@ fn blue_green(bg: &BlueGreenStrategy, errs: &mut Errors) {
             );
         }
     }
-    errs.non_negative(&format!("{f}.previewReplicaCount"), bg.preview_replica_count);
-    errs.non_negative(&format!("{f}.autoPromotionSeconds"), bg.auto_promotion_seconds);
-    errs.non_negative(&format!("{f}.scaleDownDelaySeconds"), bg.scale_down_delay_seconds);
+    errs.non_negative(
+        &format!("{f}.previewReplicaCount"),
+        bg.preview_replica_count,
+    );
+    errs.non_negative(
+        &format!("{f}.autoPromotionSeconds"),
+        bg.auto_promotion_seconds,
+    );
+    errs.non_negative(
+        &format!("{f}.scaleDownDelaySeconds"),
+        bg.scale_down_delay_seconds,
+    );
     errs.non_negative(
         &format!("{f}.scaleDownDelayRevisionLimit"),
         bg.scale_down_delay_revision_limit,
@@ -114,7 +130,10 @@ fn blue_green(bg: &BlueGreenStrategy, errs: &mut Errors) {
 
 fn canary(c: &CanaryStrategy, errs: &mut Errors) {
     let f = "spec.strategy.canary";
-    for (name, svc) in [("canaryService", &c.canary_service), ("stableService", &c.stable_service)] {
+    for (name, svc) in [
+        ("canaryService", &c.canary_service),
+        ("stableService", &c.stable_service),
+    ] {
         if let Some(svc) = svc {
             errs.check(&format!("{f}.{name}"), svc, names::dns1035_label(svc));
         }
@@ -164,7 +183,10 @@ fn canary(c: &CanaryStrategy, errs: &mut Errors) {
         errs.unique(routes);
     }
     surge_and_unavailable(c.max_surge.as_ref(), c.max_unavailable.as_ref(), f, errs);
-    errs.non_negative(&format!("{f}.scaleDownDelaySeconds"), c.scale_down_delay_seconds);
+    errs.non_negative(
+        &format!("{f}.scaleDownDelaySeconds"),
+        c.scale_down_delay_seconds,
+    );
     errs.non_negative(
         &format!("{f}.abortScaleDownDelaySeconds"),
         c.abort_scale_down_delay_seconds,
@@ -191,7 +213,11 @@ fn canary(c: &CanaryStrategy, errs: &mut Errors) {
             );
         }
         if min < 1 {
-            errs.invalid(format!("{f}.minPodsPerReplicaSet"), &min, "must be at least 1");
+            errs.invalid(
+                format!("{f}.minPodsPerReplicaSet"),
+                &min,
+                "must be at least 1",
+            );
         }
     }
     if let Some(bg) = &c.analysis {
@@ -266,7 +292,10 @@ fn step(step: &CanaryStep, path: &str, routed: bool, managed: &[&str], errs: &mu
     if let Some(scale) = &step.set_canary_scale {
         let p = format!("{path}.setCanaryScale");
         if !routed {
-            errs.forbidden(p.clone(), "SetCanaryScale requires TrafficRouting to be set");
+            errs.forbidden(
+                p.clone(),
+                "SetCanaryScale requires TrafficRouting to be set",
+            );
         }
         let chosen = [
             scale.weight.is_some(),
@@ -291,7 +320,10 @@ fn step(step: &CanaryStep, path: &str, routed: bool, managed: &[&str], errs: &mu
     if let Some(route) = &step.set_header_route {
         let p = format!("{path}.setHeaderRoute");
         if !routed {
-            errs.forbidden(p.clone(), "SetHeaderRoute requires TrafficRouting to be set");
+            errs.forbidden(
+                p.clone(),
+                "SetHeaderRoute requires TrafficRouting to be set",
+            );
         }
         if route.name.is_empty() {
             errs.required(format!("{p}.name"), "");
@@ -326,7 +358,10 @@ fn step(step: &CanaryStep, path: &str, routed: bool, managed: &[&str], errs: &mu
 fn rollout_analysis(analysis: &RolloutAnalysis, path: &str, errs: &mut Errors) {
     let templates = analysis.templates.as_deref().unwrap_or_default();
     if templates.is_empty() {
-        errs.required(format!("{path}.templates"), "at least one template is required");
+        errs.required(
+            format!("{path}.templates"),
+            "at least one template is required",
+        );
     }
     for (i, t) in templates.iter().enumerate() {
         if t.template_name.is_empty() {
@@ -340,7 +375,10 @@ fn rollout_analysis(analysis: &RolloutAnalysis, path: &str, errs: &mut Errors) {
         }
         if let Some(from) = &arg.value_from {
             if arg.value.is_some() {
-                errs.forbidden(format!("{p}.valueFrom"), "set either value or valueFrom, not both");
+                errs.forbidden(
+                    format!("{p}.valueFrom"),
+                    "set either value or valueFrom, not both",
+                );
             }
             if let Some(hash) = from.pod_template_hash_value.as_deref()
                 && !matches!(hash, "Stable" | "Latest")
@@ -365,13 +403,22 @@ pub(super) fn template_refs(spec: &RolloutSpec) -> Vec<(String, String)> {
             .flatten()
             .enumerate()
         {
-            out.push((format!("{path}.templates[{i}].templateName"), t.template_name.clone()));
+            out.push((
+                format!("{path}.templates[{i}].templateName"),
+                t.template_name.clone(),
+            ));
         }
     };
     if let Some(bg) = &spec.strategy.blue_green {
         let f = "spec.strategy.blueGreen";
-        add(format!("{f}.prePromotionAnalysis"), bg.pre_promotion_analysis.as_ref());
-        add(format!("{f}.postPromotionAnalysis"), bg.post_promotion_analysis.as_ref());
+        add(
+            format!("{f}.prePromotionAnalysis"),
+            bg.pre_promotion_analysis.as_ref(),
+        );
+        add(
+            format!("{f}.postPromotionAnalysis"),
+            bg.post_promotion_analysis.as_ref(),
+        );
     }
     if let Some(c) = &spec.strategy.canary {
         let f = "spec.strategy.canary";

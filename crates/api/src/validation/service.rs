@@ -20,7 +20,10 @@ pub(super) fn service(svc: &Service, errs: &mut Errors) {
         return;
     };
     let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
-    if !matches!(kind, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
+    if !matches!(
+        kind,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
         errs.unsupported(
             "spec.type",
             kind,
@@ -34,7 +37,10 @@ pub(super) fn service(svc: &Service, errs: &mut Errors) {
 
     if kind == "ExternalName" {
         if !cluster_ip.is_empty() || spec.cluster_ips.as_ref().is_some_and(|ips| !ips.is_empty()) {
-            errs.forbidden("spec.clusterIPs", "may not be set for ExternalName services");
+            errs.forbidden(
+                "spec.clusterIPs",
+                "may not be set for ExternalName services",
+            );
         }
         match spec.external_name.as_deref() {
             None | Some("") => errs.required("spec.externalName", ""),
@@ -186,7 +192,11 @@ pub(super) fn endpoint_slice(slice: &EndpointSlice, errs: &mut Errors) {
                 _ => names::dns1123_subdomain(address).is_empty(),
             };
             if !ok {
-                errs.invalid(field, address, format!("must be a valid {address_type} address"));
+                errs.invalid(
+                    field,
+                    address,
+                    format!("must be a valid {address_type} address"),
+                );
             }
         }
     }
@@ -196,7 +206,11 @@ pub(super) fn endpoint_slice(slice: &EndpointSlice, errs: &mut Errors) {
             errs.check(&format!("{p}.name"), name, names::dns1123_label(name));
         }
         if let Some(number) = port.port {
-            errs.check(&format!("{p}.port"), &number.to_string(), names::port_number(number));
+            errs.check(
+                &format!("{p}.port"),
+                &number.to_string(),
+                names::port_number(number),
+            );
         }
     }
 }

@@ -140,7 +140,11 @@ fn container(c: &Container, path: &str, regular: bool, errs: &mut Errors) {
     if c.name.is_empty() {
         errs.required(format!("{path}.name"), "");
     } else {
-        errs.check(&format!("{path}.name"), &c.name, names::dns1123_label(&c.name));
+        errs.check(
+            &format!("{path}.name"),
+            &c.name,
+            names::dns1123_label(&c.name),
+        );
     }
     if c.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
         errs.required(format!("{path}.image"), "");
@@ -307,7 +311,8 @@ pub(super) fn surge_and_unavailable(
                 None
             }
             IntOrString::Int(n) => Some(i64::from(*n)),
-            IntOrString::String(s) => match s.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) {
+            IntOrString::String(s) => match s.strip_suffix('%').and_then(|n| n.parse::<i64>().ok())
+            {
                 Some(n) if n < 0 => {
                     errs.invalid(path, s, "must be greater than or equal to 0");
                     None
