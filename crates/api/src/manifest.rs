@@ -368,17 +368,35 @@ fn is_label_value(path: &str) -> bool {
 
 /// A problem found by strict decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Problem {
-    /// A field the kind does not have.
+pub enum Problem {
+    /// A field the kind does not have (its path).
     Unknown(String),
-    /// A field of the wrong type, with serde's message.
+    /// A field of the wrong type (its path, and serde's message).
     Type(String, String),
+}
+
+impl Problem {
+    /// The field path of the problem.
+    pub fn field(&self) -> &str {
+        match self {
+            Problem::Unknown(path) | Problem::Type(path, _) => path,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Unknown(path) => write!(f, "unknown field \"{path}\""),
+            Problem::Type(path, message) => write!(f, "{path}: {message}"),
+        }
+    }
 }
 
 /// Decodes `value` as `info`'s kind and reports every field the typed object does not
 /// keep: re-encoding the typed object and comparing keys catches unknown fields at any
 /// depth, in k8s-openapi types and ours alike.
-fn decode_strict(info: &KindInfo, mut value: Value) -> Result<Resource, Vec<Problem>> {
+pub fn decode_strict(info: &KindInfo, mut value: Value) -> Result<Resource, Vec<Problem>> {
     if let Some(obj) = value.as_object_mut() {
         obj.insert("apiVersion".into(), Value::String(info.api_version()));
     }

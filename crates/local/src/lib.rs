@@ -1,1 +1,13 @@
-//! local
+//! The single-host engine: the Kubernetes-shaped API server over the store, the
+//! controller runtime and its controllers, and the wiring of `switchyard server`.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod controllers;
+pub mod events;
+pub mod runtime;
+pub mod server;
+pub mod status;
+
+pub use server::{RunningServer, ServerConfig, ServerError, ServerRecord, start};

@@ -3,12 +3,19 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{IsTerminal, Write};
+mod client;
+mod commands;
+mod printers;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::Client;
+use crate::commands::{GetOptions, GetOutput, write_out};
 
 /// Blue/green and canary releases for Kubernetes workloads.
 ///
@@ -20,10 +27,92 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    data_dir: DataDir,
+}
+
+/// Where the server keeps its state; CLI commands find the server through it.
+#[derive(Args, Debug, Clone)]
+struct DataDir {
+    /// Data directory [default: $XDG_DATA_HOME/switchyard or ~/.local/share/switchyard].
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn path(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(client::default_data_dir)
+    }
+}
+
+/// Flags shared by the commands that address objects.
+#[derive(Args, Debug)]
+struct Scope {
+    /// Namespace.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the single-host engine in the foreground (stop with Ctrl-C or SIGTERM).
+    Server {
+        /// API listen address (loopback by default; port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+    },
+    /// Create or update objects from files, directories or stdin, all or nothing.
+    Apply {
+        /// Files, directories (recursively) or `-` for stdin.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Namespace for objects that name none.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// List objects as tables, or print them as YAML/JSON.
+    Get {
+        /// KIND [NAME...] or KIND/NAME... (short names: po, deploy, rs, svc, ing, ep, ns, ro, ev).
+        #[arg(required = true, num_args = 1..)]
+        args: Vec<String>,
+        #[command(flatten)]
+        scope: Scope,
+        /// All namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Label selector, e.g. `app=web,track!=canary`.
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<GetOutput>,
+        /// After listing, print changes as they happen.
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
+    /// Show an object in detail, with its recent events.
+    Describe {
+        /// KIND NAME... or KIND/NAME...
+        #[arg(required = true, num_args = 1..)]
+        args: Vec<String>,
+        #[command(flatten)]
+        scope: Scope,
+    },
+    /// Delete objects by name or by the files that define them.
+    Delete {
+        /// KIND NAME... or KIND/NAME...
+        args: Vec<String>,
+        /// Delete the objects these files define.
+        #[arg(short = 'f', long = "filename", num_args = 1..)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        scope: Scope,
+        /// What happens to dependents: background, foreground or orphan.
+        #[arg(long, default_value = "background")]
+        cascade: String,
+    },
     /// Check manifests: API-server validation plus the mistakes of hand-rolled
     /// blue/green and canary releases. Exits 1 when any error is found.
     Lint {
@@ -53,6 +142,13 @@ enum LintOutput {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -63,18 +159,57 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data_dir = cli.data_dir.path();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    let connect = || Client::connect(&data_dir);
     match cli.command {
+        Command::Server { listen } => runtime()?.block_on(commands::server(&data_dir, listen)),
+        Command::Apply { files, namespace } => runtime()?
+            .block_on(async { commands::apply(&connect()?, &files, namespace.as_deref()).await }),
+        Command::Get {
+            args,
+            scope,
+            all_namespaces,
+            selector,
+            output,
+            watch,
+        } => runtime()?.block_on(async {
+            let options = GetOptions {
+                args: &args,
+                namespace: &scope.namespace,
+                all_namespaces,
+                selector: selector.as_deref(),
+                output,
+                watch,
+            };
+            commands::get(&connect()?, options).await
+        }),
+        Command::Describe { args, scope } => runtime()?
+            .block_on(async { commands::describe(&connect()?, &args, &scope.namespace).await }),
+        Command::Delete {
+            args,
+            files,
+            scope,
+            cascade,
+        } => runtime()?.block_on(async {
+            commands::delete(&connect()?, &args, &files, &scope.namespace, &cascade).await
+        }),
         Command::Lint { rules: true, .. } => {
-            write_stdout(&rules_table())?;
+            write_out(&rules_table())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Lint { files, output, .. } => lint(&files, output),
         Command::Crd => {
-            write_stdout(&switchyard_api::crd::to_yaml())?;
+            write_out(&switchyard_api::crd::to_yaml())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
-            write_stdout(&format!("switchyard {}\n", env!("CARGO_PKG_VERSION")))?;
+            write_out(&format!("switchyard {}\n", env!("CARGO_PKG_VERSION")))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -85,12 +220,12 @@ fn lint(files: &[PathBuf], output: LintOutput) -> anyhow::Result<ExitCode> {
     let diagnostics = switchyard_lint::lint(&loaded);
     let objects = loaded.manifests.len();
     match output {
-        LintOutput::Json => write_stdout(&switchyard_lint::render_json(&diagnostics, objects))?,
+        LintOutput::Json => write_out(&switchyard_lint::render_json(&diagnostics, objects))?,
         LintOutput::Human => {
             let stdout = std::io::stdout();
             let colour =
                 stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            write_stdout(&switchyard_lint::render_human(
+            write_out(&switchyard_lint::render_human(
                 &diagnostics,
                 objects,
                 colour,
@@ -118,16 +253,4 @@ fn rules_table() -> String {
         ));
     }
     out
-}
-
-/// Writes to stdout, treating a closed pipe (`| head`) as success.
-fn write_stdout(text: &str) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to stdout"),
-    }
 }

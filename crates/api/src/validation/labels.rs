@@ -112,6 +112,75 @@ pub fn map_selector_matches(
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// Parses a label selector as kubectl and the API server accept it:
+/// `app=web,tier!=db,env in (prod,staging),track notin (canary),release,!legacy`.
+pub fn parse_selector(text: &str) -> Result<LabelSelector, String> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    let mut requirements = Vec::new();
+    for part in split_top_level(text) {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let requirement = |key: &str, operator: &str, values: Vec<String>| {
+            let key = key.trim().to_string();
+            if key.is_empty() || !names::qualified_name(&key).is_empty() {
+                return Err(format!("invalid label key {key:?} in selector {text:?}"));
+            }
+            Ok(LabelSelectorRequirement {
+                key,
+                operator: operator.to_string(),
+                values: (!values.is_empty()).then_some(values),
+            })
+        };
+        let set_values = |rest: &str| -> Result<Vec<String>, String> {
+            let inner = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(|| format!("expected (value, ...) in selector {text:?}"))?;
+            Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
+        };
+        let req = if let Some(key) = part.strip_prefix('!') {
+            requirement(key, "DoesNotExist", vec![])?
+        } else if let Some((key, value)) = part.split_once("!=") {
+            requirement(key, "NotIn", vec![value.trim().to_string()])?
+        } else if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            requirement(key, "In", vec![value.trim().to_string()])?
+        } else if let Some((key, rest)) = part.split_once(" notin ") {
+            requirement(key, "NotIn", set_values(rest)?)?
+        } else if let Some((key, rest)) = part.split_once(" in ") {
+            requirement(key, "In", set_values(rest)?)?
+        } else {
+            requirement(part, "Exists", vec![])?
+        };
+        requirements.push(req);
+    }
+    Ok(LabelSelector {
+        match_expressions: Some(requirements),
+        match_labels: None,
+    })
+}
+
+/// Splits at commas that are not inside parentheses.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
 /// Renders a label map as Go's `%#v` would, for messages that quote the API server.
 pub fn go_map(labels: &BTreeMap<String, String>) -> String {
     let body = labels
@@ -211,6 +280,29 @@ mod tests {
             &pod
         ));
         assert!(!map_selector_matches(&BTreeMap::new(), &pod));
+    }
+
+    #[test]
+    fn selector_strings_parse_like_kubectl() {
+        let pod = labels(&[("app", "web"), ("env", "prod"), ("track", "canary")]);
+        let cases = [
+            ("app=web", true),
+            ("app==web", true),
+            ("app!=web", false),
+            ("app=web,track=stable", false),
+            ("env in (prod, staging)", true),
+            ("env notin (prod)", false),
+            ("track", true),
+            ("!track", false),
+            ("!legacy,app=web", true),
+            ("", true),
+        ];
+        for (text, expected) in cases {
+            let selector = parse_selector(text).unwrap();
+            assert_eq!(selector_matches(&selector, &pod), expected, "{text}");
+        }
+        assert!(parse_selector("a b=c").is_err());
+        assert!(parse_selector("env in prod").is_err());
     }
 
     #[test]

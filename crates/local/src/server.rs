@@ -1,0 +1,243 @@
+//! `switchyard server`: the data dir (lock, token, address record, store), the API
+//! listener and the controllers, with graceful shutdown.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use switchyard_store::Store;
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState};
+use crate::controllers::{gc::GarbageCollector, namespace::NamespaceController};
+use crate::events::Recorder;
+use crate::runtime::{self, Context, Controller};
+
+/// File names inside the data dir.
+pub mod files {
+    /// Held locked by the running server.
+    pub const LOCK: &str = "server.lock";
+    /// The API bearer token (mode 0600).
+    pub const TOKEN: &str = "token";
+    /// Where the running server listens ([`super::ServerRecord`]).
+    pub const SERVER: &str = "server.json";
+    /// The object store.
+    pub const STORE: &str = "store.db";
+}
+
+/// What a running server records in the data dir for clients.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerRecord {
+    /// API address, e.g. `127.0.0.1:7443`.
+    pub address: SocketAddr,
+    /// The server's process id.
+    pub pid: u32,
+}
+
+/// Configuration of `switchyard server`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where state lives.
+    pub data_dir: PathBuf,
+    /// API listen address.
+    pub listen: SocketAddr,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another server holds the data dir.
+    #[error(
+        "another switchyard server is already running on data dir {dir} ({record}); stop it, \
+         or start this one with a different --data-dir"
+    )]
+    Locked {
+        /// The data dir.
+        dir: String,
+        /// What the other server recorded.
+        record: String,
+    },
+    /// The data dir, token or address record could not be written or read.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("opening the store {path}: {source}")]
+    Store {
+        /// The store path.
+        path: String,
+        /// The cause.
+        source: switchyard_store::StoreError,
+    },
+    /// The API address could not be bound.
+    #[error("cannot listen on {address}: {source}; choose another with --listen")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + use<> {
+    let path = path.display().to_string();
+    move |source| ServerError::Io { what, path, source }
+}
+
+/// Reads the token, or creates one (mode 0600) on first start.
+pub fn ensure_token(dir: &Path) -> Result<String, ServerError> {
+    let path = dir.join(files::TOKEN);
+    match fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("reading the token", &path)(e)),
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io("writing the token", &path))?;
+    file.write_all(token.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io("writing the token", &path))?;
+    Ok(token)
+}
+
+/// A started server: its address, and the handle to stop it.
+pub struct RunningServer {
+    /// The bound API address.
+    pub address: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    _lock: File,
+    record_path: PathBuf,
+}
+
+impl RunningServer {
+    /// Stops accepting requests, stops the controllers and waits for them.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        let _ = fs::remove_file(&self.record_path);
+    }
+}
+
+/// Starts the server: locks the data dir, opens the store, binds the API and starts the
+/// controllers. Returns once the API accepts requests.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let dir = &config.data_dir;
+    fs::create_dir_all(dir).map_err(io("creating the data dir", dir))?;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    let lock_path = dir.join(files::LOCK);
+    let lock = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io("opening the lock file", &lock_path))?;
+    if lock.try_lock().is_err() {
+        let record = fs::read_to_string(dir.join(files::SERVER))
+            .ok()
+            .and_then(|text| serde_json::from_str::<ServerRecord>(&text).ok())
+            .map_or_else(
+                || "address unknown".to_string(),
+                |r| format!("pid {}, API on {}", r.pid, r.address),
+            );
+        return Err(ServerError::Locked {
+            dir: dir.display().to_string(),
+            record,
+        });
+    }
+    let token = ensure_token(dir)?;
+    let store_path = dir.join(files::STORE);
+    let store = Arc::new(
+        Store::open(&store_path).map_err(|source| ServerError::Store {
+            path: store_path.display().to_string(),
+            source,
+        })?,
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| ServerError::Bind {
+        address: config.listen,
+        source,
+    })?;
+    let record_path = dir.join(files::SERVER);
+    write_record(
+        &record_path,
+        &ServerRecord {
+            address,
+            pid: std::process::id(),
+        },
+    )?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let ctx = Arc::new(Context {
+        store: store.clone(),
+        recorder: Recorder::new(store.clone(), "switchyard"),
+    });
+    let controllers: Vec<Arc<dyn Controller>> =
+        vec![Arc::new(GarbageCollector), Arc::new(NamespaceController)];
+    let mut tasks = Vec::new();
+    for controller in controllers {
+        tasks.push(tokio::spawn(runtime::run(
+            controller,
+            ctx.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    let app = api::router(ApiState {
+        store,
+        token: token.into(),
+        shutdown: shutdown_rx.clone(),
+    });
+    let mut api_shutdown = shutdown_rx.clone();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = api_shutdown.wait_for(|stop| *stop).await;
+        });
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "API server failed");
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    tracing::info!(%address, data_dir = %dir.display(), "switchyard server ready");
+    Ok(RunningServer {
+        address,
+        shutdown,
+        task,
+        _lock: lock,
+        record_path,
+    })
+}
+
+fn write_record(path: &Path, record: &ServerRecord) -> Result<(), ServerError> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string(record).expect("record encodes");
+    fs::write(&tmp, text).map_err(io("writing the server record", &tmp))?;
+    fs::rename(&tmp, path).map_err(io("writing the server record", path))
+}

@@ -1,0 +1,622 @@
+//! The kubectl-like verbs: apply, get, describe, delete; and `server`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use hyper::Method;
+use serde_json::{Value, json};
+use switchyard_api::kinds::{self, KindInfo};
+use switchyard_api::manifest::{Loaded, Manifest, load_paths};
+use switchyard_api::validation;
+
+use crate::client::{ApiFailure, Client};
+use crate::printers;
+
+/// Output formats of `get`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GetOutput {
+    /// Extra columns.
+    Wide,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+    /// `kind.group/name` per object.
+    Name,
+}
+
+/// The REST path of a kind's collection (`namespace` ignored for cluster-scoped kinds).
+pub fn collection_path(info: &KindInfo, namespace: Option<&str>) -> String {
+    let prefix = if info.group.is_empty() {
+        format!("/api/{}", info.version)
+    } else {
+        format!("/apis/{}/{}", info.group, info.version)
+    };
+    match namespace.filter(|_| info.namespaced) {
+        Some(ns) => format!("{prefix}/namespaces/{ns}/{}", info.plural),
+        None => format!("{prefix}/{}", info.plural),
+    }
+}
+
+/// Resolves `deploy`, `deployments.apps`, `Deployment`, ... to a kind.
+pub fn resolve_kind(name: &str) -> anyhow::Result<&'static KindInfo> {
+    kinds::lookup_resource(name).ok_or_else(|| {
+        let known: Vec<String> = kinds::KINDS
+            .iter()
+            .map(|k| match k.short_names.first() {
+                Some(short) => format!("{} ({short})", k.plural),
+                None => k.plural.to_string(),
+            })
+            .collect();
+        anyhow!(
+            "the server doesn't have a resource type {name:?}; known types: {}",
+            known.join(", ")
+        )
+    })
+}
+
+/// Splits `KIND NAME...` or `KIND/NAME` arguments.
+fn kind_and_names(args: &[String]) -> anyhow::Result<(&'static KindInfo, Vec<String>)> {
+    let first = args
+        .first()
+        .ok_or_else(|| anyhow!("name a resource type, e.g. `get pods`"))?;
+    if let Some((kind, name)) = first.split_once('/') {
+        let info = resolve_kind(kind)?;
+        let mut names = vec![name.to_string()];
+        for arg in &args[1..] {
+            let (k, n) = arg.split_once('/').ok_or_else(|| {
+                anyhow!("mix of KIND/NAME and plain names: write every argument as KIND/NAME")
+            })?;
+            if resolve_kind(k)? != info {
+                bail!("one kind per command: {first} and {arg} differ");
+            }
+            names.push(n.to_string());
+        }
+        return Ok((info, names));
+    }
+    Ok((resolve_kind(first)?, args[1..].to_vec()))
+}
+
+/// Loads manifests and checks them as the server will, reporting problems with file and
+/// line. Returns None (after printing) when any error was found.
+fn load_checked(files: &[PathBuf]) -> Option<Loaded> {
+    let loaded = load_paths(files, &mut std::io::stdin().lock());
+    let mut problems: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    for manifest in &loaded.manifests {
+        for error in validation::validate(&manifest.resource) {
+            problems.push(format!(
+                "{}: {}/{}: {error}",
+                manifest.origin_of(&error.field),
+                manifest.resource.info().kind,
+                manifest.resource.metadata().name.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    for error in validation::validate_set(&loaded.manifests) {
+        let manifest = &loaded.manifests[error.index];
+        problems.push(format!(
+            "{}: {}",
+            manifest.origin_of(&error.error.field),
+            error.error
+        ));
+    }
+    if problems.is_empty() {
+        return Some(loaded);
+    }
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    eprintln!(
+        "{} error{}; nothing was applied (`switchyard lint` explains each in detail)",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    None
+}
+
+/// `apply -f`: one transaction for the whole set.
+pub async fn apply(
+    client: &Client,
+    files: &[PathBuf],
+    namespace: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_checked(files) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if loaded.manifests.is_empty() {
+        bail!("no objects passed to apply");
+    }
+    let items: Vec<Value> = loaded
+        .manifests
+        .iter()
+        .map(|m| m.resource.to_value())
+        .collect();
+    let path = format!(
+        "/switchyard/v1/apply?namespace={}",
+        namespace.unwrap_or("default")
+    );
+    match client
+        .send_json(Method::POST, &path, &json!({"items": items}))
+        .await
+    {
+        Ok(response) => {
+            let mut out = String::new();
+            for (manifest, result) in loaded
+                .manifests
+                .iter()
+                .zip(response["items"].as_array().into_iter().flatten())
+            {
+                let info = manifest.resource.info();
+                out.push_str(&format!(
+                    "{} {}\n",
+                    printers::name_of(info, &result["object"]),
+                    result["outcome"].as_str().unwrap_or("applied")
+                ));
+            }
+            write_out(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => match error.downcast_ref::<ApiFailure>() {
+            Some(failure) => {
+                report_failure(failure, &loaded.manifests);
+                Ok(ExitCode::FAILURE)
+            }
+            None => Err(error),
+        },
+    }
+}
+
+/// Prints a failed apply's causes against the files they came from.
+fn report_failure(failure: &ApiFailure, manifests: &[Manifest]) {
+    let causes = failure.status["details"]["causes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if causes.is_empty() {
+        eprintln!("error: {failure}");
+        return;
+    }
+    for cause in causes {
+        let field = cause["field"].as_str().unwrap_or("");
+        let message = cause["message"].as_str().unwrap_or("");
+        let located = field
+            .strip_prefix("items[")
+            .and_then(|rest| rest.split_once(']'))
+            .and_then(|(index, path)| {
+                Some((
+                    manifests.get(index.parse::<usize>().ok()?)?,
+                    path.trim_start_matches('.'),
+                ))
+            });
+        match located {
+            Some((manifest, path)) => eprintln!("error: {}: {message}", manifest.origin_of(path)),
+            None => eprintln!("error: {message}"),
+        }
+    }
+    eprintln!("nothing was applied");
+}
+
+/// Options of `get`.
+pub struct GetOptions<'a> {
+    /// KIND [NAME...] or KIND/NAME...
+    pub args: &'a [String],
+    /// -n
+    pub namespace: &'a str,
+    /// -A
+    pub all_namespaces: bool,
+    /// -l
+    pub selector: Option<&'a str>,
+    /// -o
+    pub output: Option<GetOutput>,
+    /// -w
+    pub watch: bool,
+}
+
+/// `get`.
+pub async fn get(client: &Client, options: GetOptions<'_>) -> anyhow::Result<ExitCode> {
+    let (info, names) = kind_and_names(options.args)?;
+    let namespace = (!options.all_namespaces).then_some(options.namespace);
+    let base = collection_path(info, namespace);
+    let show_namespace = options.all_namespaces && info.namespaced;
+    let mut query = Vec::new();
+    if let Some(selector) = options.selector {
+        query.push(format!("labelSelector={}", encode(selector)));
+    }
+    let items: Vec<Value> = if names.is_empty() {
+        let path = with_query(&base, &query);
+        let list = client.get(&path).await?;
+        let mut items = list["items"].as_array().cloned().unwrap_or_default();
+        if info.kind == "Event" {
+            items.sort_by(|a, b| {
+                a["lastTimestamp"]
+                    .as_str()
+                    .cmp(&b["lastTimestamp"].as_str())
+            });
+        }
+        if options.watch {
+            print_items(info, &items, &options, show_namespace, true)?;
+            let rv = list["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("0")
+                .to_string();
+            let mut watch_query = query.clone();
+            watch_query.push("watch=true".into());
+            watch_query.push(format!("resourceVersion={rv}"));
+            return watch(
+                client,
+                info,
+                &with_query(&base, &watch_query),
+                &options,
+                show_namespace,
+            )
+            .await;
+        }
+        items
+    } else {
+        let mut items = Vec::new();
+        for name in &names {
+            items.push(client.get(&format!("{base}/{name}")).await?);
+        }
+        if options.watch {
+            print_items(info, &items, &options, show_namespace, true)?;
+            let mut watch_query = query.clone();
+            watch_query.push("watch=true".into());
+            watch_query.push(format!(
+                "fieldSelector=metadata.name%3D{}",
+                encode(&names[0])
+            ));
+            return watch(
+                client,
+                info,
+                &with_query(&base, &watch_query),
+                &options,
+                show_namespace,
+            )
+            .await;
+        }
+        items
+    };
+    if items.is_empty() && matches!(options.output, None | Some(GetOutput::Wide)) {
+        match namespace.filter(|_| info.namespaced) {
+            Some(ns) => eprintln!("No resources found in {ns} namespace."),
+            None => eprintln!("No resources found"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let single = !names.is_empty() && items.len() == 1;
+    match options.output {
+        Some(GetOutput::Json) if single => {
+            write_out(&(serde_json::to_string_pretty(&items[0])? + "\n"))?
+        }
+        Some(GetOutput::Yaml) if single => write_out(&printers::yaml(&items[0]))?,
+        Some(GetOutput::Json) => {
+            write_out(&(serde_json::to_string_pretty(&as_list(items))? + "\n"))?
+        }
+        Some(GetOutput::Yaml) => write_out(&printers::yaml(&as_list(items)))?,
+        _ => print_items(info, &items, &options, show_namespace, true)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn as_list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items})
+}
+
+fn print_items(
+    info: &KindInfo,
+    items: &[Value],
+    options: &GetOptions<'_>,
+    namespaces: bool,
+    header: bool,
+) -> anyhow::Result<()> {
+    match options.output {
+        Some(GetOutput::Name) => {
+            let names: String = items
+                .iter()
+                .map(|o| printers::name_of(info, o) + "\n")
+                .collect();
+            write_out(&names)
+        }
+        Some(GetOutput::Json) => {
+            let text: String = items
+                .iter()
+                .map(|o| serde_json::to_string_pretty(o).unwrap_or_default() + "\n")
+                .collect();
+            write_out(&text)
+        }
+        Some(GetOutput::Yaml) => {
+            let text: String = items
+                .iter()
+                .map(|o| format!("---\n{}", printers::yaml(o)))
+                .collect();
+            write_out(&text)
+        }
+        _ => {
+            let mut rows = printers::table_rows(
+                info,
+                items,
+                options.output == Some(GetOutput::Wide),
+                namespaces,
+            );
+            if !header {
+                rows.remove(0);
+            }
+            write_out(&printers::align(&rows))
+        }
+    }
+}
+
+async fn watch(
+    client: &Client,
+    info: &KindInfo,
+    path: &str,
+    options: &GetOptions<'_>,
+    namespaces: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut failed = None;
+    client
+        .watch(path, |event| {
+            let object = event["object"].clone();
+            if let Err(e) = print_items(info, &[object], options, namespaces, false) {
+                failed = Some(e);
+                return false;
+            }
+            true
+        })
+        .await?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// `describe KIND NAME`: the object's metadata, spec and status, and its recent events.
+pub async fn describe(
+    client: &Client,
+    args: &[String],
+    namespace: &str,
+) -> anyhow::Result<ExitCode> {
+    let (info, names) = kind_and_names(args)?;
+    if names.is_empty() {
+        bail!(
+            "name the object to describe, e.g. `describe {} NAME`",
+            info.plural
+        );
+    }
+    let base = collection_path(info, Some(namespace));
+    let mut out = String::new();
+    for name in names {
+        let object = client.get(&format!("{base}/{name}")).await?;
+        out.push_str(&describe_object(&object));
+        let uid = object["metadata"]["uid"].as_str().unwrap_or("");
+        let events_path = format!(
+            "{}?fieldSelector=involvedObject.uid%3D{uid}",
+            collection_path(
+                kinds::lookup_kind("Event").expect("Event kind"),
+                Some(namespace)
+            )
+        );
+        let events = client.get(&events_path).await?;
+        let mut events = events["items"].as_array().cloned().unwrap_or_default();
+        events.sort_by(|a, b| {
+            a["lastTimestamp"]
+                .as_str()
+                .cmp(&b["lastTimestamp"].as_str())
+        });
+        if events.is_empty() {
+            out.push_str("Events:             <none>\n");
+        } else {
+            out.push_str("Events:\n");
+            let mut rows = vec![vec![
+                "Type".to_string(),
+                "Reason".into(),
+                "Age".into(),
+                "From".into(),
+                "Message".into(),
+            ]];
+            for e in &events {
+                let count = e["count"].as_i64().unwrap_or(1);
+                let age = printers::age(&e["lastTimestamp"]);
+                let age = if count > 1 {
+                    format!("{age} (x{count})")
+                } else {
+                    age
+                };
+                rows.push(vec![
+                    e["type"].as_str().unwrap_or("").into(),
+                    e["reason"].as_str().unwrap_or("").into(),
+                    age,
+                    e["source"]["component"].as_str().unwrap_or("").into(),
+                    e["message"].as_str().unwrap_or("").into(),
+                ]);
+            }
+            for line in printers::align(&rows).lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+        out.push('\n');
+    }
+    write_out(out.trim_end_matches('\n'))?;
+    write_out("\n")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_object(object: &Value) -> String {
+    let meta = &object["metadata"];
+    let map_text = |v: &Value| {
+        let entries: Vec<String> = v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != LAST_APPLIED)
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        if entries.is_empty() {
+            "<none>".to_string()
+        } else {
+            entries.join("\n                    ")
+        }
+    };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Name:               {}\n",
+        meta["name"].as_str().unwrap_or("")
+    ));
+    if let Some(ns) = meta["namespace"].as_str() {
+        out.push_str(&format!("Namespace:          {ns}\n"));
+    }
+    out.push_str(&format!(
+        "Kind:               {}\n",
+        object["kind"].as_str().unwrap_or("")
+    ));
+    out.push_str(&format!(
+        "Labels:             {}\n",
+        map_text(&meta["labels"])
+    ));
+    out.push_str(&format!(
+        "Annotations:        {}\n",
+        map_text(&meta["annotations"])
+    ));
+    out.push_str(&format!(
+        "CreationTimestamp:  {}\n",
+        meta["creationTimestamp"].as_str().unwrap_or("")
+    ));
+    if let Some(deleting) = meta["deletionTimestamp"].as_str() {
+        out.push_str(&format!("DeletionTimestamp:  {deleting}\n"));
+    }
+    for section in ["spec", "status"] {
+        if let Some(body) = object.get(section).filter(|v| !v.is_null()) {
+            let title = if section == "spec" { "Spec" } else { "Status" };
+            out.push_str(&format!("{title}:\n"));
+            for line in printers::yaml(body).lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    for (field, title) in [("data", "Data"), ("involvedObject", "Involved Object")] {
+        if let Some(body) = object.get(field) {
+            out.push_str(&format!("{title}:\n"));
+            for line in printers::yaml(body).lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// Shown by `get -o yaml`, but noise in `describe`.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// `delete -f` or `delete KIND NAME...`.
+pub async fn delete(
+    client: &Client,
+    args: &[String],
+    files: &[PathBuf],
+    namespace: &str,
+    cascade: &str,
+) -> anyhow::Result<ExitCode> {
+    let policy = match cascade {
+        "background" | "true" => "Background",
+        "foreground" => "Foreground",
+        "orphan" | "false" => "Orphan",
+        other => bail!("--cascade must be background, foreground or orphan (got {other:?})"),
+    };
+    let mut targets: Vec<(&'static KindInfo, String, String)> = Vec::new();
+    if !files.is_empty() {
+        let loaded = load_paths(files, &mut std::io::stdin().lock());
+        if let Some(error) = loaded.errors.first() {
+            bail!("{error}");
+        }
+        for m in &loaded.manifests {
+            let key = m.key();
+            let ns = if m.resource.metadata().namespace.is_some() {
+                key.namespace
+            } else {
+                namespace.to_string()
+            };
+            targets.push((m.resource.info(), ns, key.name));
+        }
+    } else {
+        let (info, names) = kind_and_names(args)?;
+        if names.is_empty() {
+            bail!(
+                "name what to delete, e.g. `delete {} NAME` or `delete -f FILE`",
+                info.plural
+            );
+        }
+        targets.extend(names.into_iter().map(|n| (info, namespace.to_string(), n)));
+    }
+    let mut code = ExitCode::SUCCESS;
+    for (info, ns, name) in targets {
+        let path = format!(
+            "{}/{name}?propagationPolicy={policy}",
+            collection_path(info, Some(&ns))
+        );
+        match client.call(Method::DELETE, &path, None).await {
+            Ok(_) => write_out(&format!("{} {name:?} deleted\n", info.resource_name()))?,
+            Err(error) => {
+                eprintln!("error: {error}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `server`: runs until SIGINT or SIGTERM.
+pub async fn server(data_dir: &Path, listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    let running = switchyard_local::start(switchyard_local::ServerConfig {
+        data_dir: data_dir.to_path_buf(),
+        listen,
+    })
+    .await?;
+    eprintln!(
+        "switchyard server listening on {} (data dir {}); stop with Ctrl-C",
+        running.address,
+        data_dir.display()
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("shutting down");
+    running.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn with_query(path: &str, query: &[String]) -> String {
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Writes to stdout, treating a closed pipe (`| head`) as success.
+pub fn write_out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}

@@ -1,0 +1,311 @@
+//! Test harness: the real `switchyard` binary on a temp data dir and a free loopback
+//! port, a CLI runner, and a minimal HTTP/1.1 client (with chunked streams for watches).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `switchyard server` on its own data dir.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub address: String,
+    pub token: String,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server {
+            dir,
+            child: None,
+            address: String::new(),
+            token: String::new(),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts (or restarts) the server process on the data dir and waits until it answers.
+    pub fn spawn(&mut self) {
+        let record = self.data_dir().join("server.json");
+        let _ = std::fs::remove_file(&record);
+        let child = Command::new(BIN)
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .env("SWITCHYARD_DATA_DIR", self.data_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        self.child = Some(child);
+        self.address = wait_for("server.json", Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(&record).ok()?;
+            let v: Value = serde_json::from_str(&text).ok()?;
+            Some(v["address"].as_str()?.to_string())
+        });
+        self.token = std::fs::read_to_string(self.data_dir().join("token")).unwrap();
+        wait_for("healthz", Duration::from_secs(10), || {
+            (http(&self.address, "GET", "/healthz", None, None).0 == 200).then_some(())
+        });
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_stdin(args, "")
+    }
+
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        cli(self.data_dir(), args, stdin)
+    }
+
+    /// An authenticated API request: (status, JSON body).
+    pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let body = body.map(|b| ("application/json", b.to_string()));
+        let (code, text) = http(
+            &self.address,
+            method,
+            path,
+            body.as_ref().map(|(c, b)| (*c, b.as_str())),
+            Some(&self.token),
+        );
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub fn api_with_type(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let text = body.to_string();
+        let (code, text) = http(
+            &self.address,
+            method,
+            path,
+            Some((content_type, &text)),
+            Some(&self.token),
+        );
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Opens a watch stream.
+    pub fn watch(&self, path: &str) -> WatchStream {
+        WatchStream::open(&self.address, path, &self.token)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn cli(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SWITCHYARD_DATA_DIR", data_dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// One HTTP/1.1 request with `Connection: close`: (status, body).
+pub fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+    token: Option<&str>,
+) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(address) else {
+        return (0, String::new());
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let (content_type, payload) = body.unwrap_or(("application/json", ""));
+    request.push_str(&format!(
+        "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    ));
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut reader = BufReader::new(stream);
+    let (code, chunked) = read_head(&mut reader);
+    let mut body = String::new();
+    if chunked {
+        while let Some(chunk) = read_chunk(&mut reader) {
+            body.push_str(&chunk);
+        }
+    } else {
+        let _ = reader.read_to_string(&mut body);
+    }
+    (code, body)
+}
+
+fn read_head(reader: &mut BufReader<TcpStream>) -> (u16, bool) {
+    let mut status = String::new();
+    if reader.read_line(&mut status).unwrap_or(0) == 0 {
+        return (0, false);
+    }
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut chunked = false;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        if line
+            .to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+        {
+            chunked = true;
+        }
+    }
+    (code, chunked)
+}
+
+fn read_chunk(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut size = String::new();
+    reader.read_line(&mut size).ok()?;
+    let size = usize::from_str_radix(size.trim(), 16).ok()?;
+    if size == 0 {
+        return None;
+    }
+    let mut data = vec![0; size + 2];
+    reader.read_exact(&mut data).ok()?;
+    data.truncate(size);
+    Some(String::from_utf8_lossy(&data).into_owned())
+}
+
+/// A watch: newline-delimited JSON events over a chunked response.
+pub struct WatchStream {
+    reader: BufReader<TcpStream>,
+    pub code: u16,
+    pending: String,
+}
+
+impl WatchStream {
+    fn open(address: &str, path: &str, token: &str) -> WatchStream {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(stream);
+        let (code, _) = read_head(&mut reader);
+        WatchStream {
+            reader,
+            code,
+            pending: String::new(),
+        }
+    }
+
+    /// The next event (blocks up to the read timeout).
+    pub fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.pending.find('\n') {
+                let line: String = self.pending.drain(..=end).collect();
+                return serde_json::from_str(&line).ok();
+            }
+            let chunk = read_chunk(&mut self.reader)?;
+            self.pending.push_str(&chunk);
+        }
+    }
+}
+
+/// Writes a file into a directory and returns its path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
