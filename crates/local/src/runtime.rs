@@ -147,6 +147,11 @@ pub async fn run(
                     *failures += 1;
                     let delay = backoff(*failures);
                     tracing::warn!(controller = controller.name(), %key, %error, ?delay, "reconcile failed");
+                    if let Some(object) = ctx.store.get(&key) {
+                        // No delay in the message: repeats aggregate into one event's count.
+                        let message = format!("{}: {error}", controller.name());
+                        ctx.recorder.warning(&object, "ReconcileError", &message);
+                    }
                     queue.add_after(key, delay);
                 }
             }
@@ -193,6 +198,76 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_millis(10));
         assert_eq!(backoff(4), Duration::from_millis(80));
         assert_eq!(backoff(40), BACKOFF_MAX);
+    }
+
+    /// Fails its first two reconciles of each key, then succeeds.
+    struct Flaky(std::sync::Mutex<Vec<Instant>>);
+
+    impl Controller for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn keys_for(&self, event: &WatchEvent, _: &Store) -> Vec<ObjectKey> {
+            (event.key.kind == "Namespace")
+                .then(|| event.key.clone())
+                .into_iter()
+                .collect()
+        }
+        fn all_keys(&self, store: &Store) -> Vec<ObjectKey> {
+            let (namespaces, _) = store.list("Namespace", None);
+            namespaces
+                .iter()
+                .filter(|ns| ns["metadata"]["name"] == "x")
+                .map(|_| ObjectKey {
+                    kind: "Namespace".into(),
+                    namespace: String::new(),
+                    name: "x".into(),
+                })
+                .collect()
+        }
+        fn reconcile<'a>(&'a self, _: &'a ObjectKey, _: &'a Context) -> ReconcileFuture<'a> {
+            Box::pin(async move {
+                let mut calls = self.0.lock().unwrap();
+                calls.push(Instant::now());
+                if calls.len() <= 2 {
+                    Err(ReconcileError("not yet".into()))
+                } else {
+                    Ok(Next::Done)
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_are_retried_with_backoff_and_recorded_as_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.db")).unwrap());
+        let ctx = Arc::new(Context {
+            store: store.clone(),
+            recorder: Recorder::new(store.clone(), "test"),
+        });
+        let flaky = Arc::new(Flaky(Default::default()));
+        store
+            .create(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}))
+            .unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(flaky.clone(), ctx, stop_rx));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while flaky.0.lock().unwrap().len() < 3 {
+            assert!(Instant::now() < deadline, "not retried");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let calls = flaky.0.lock().unwrap().clone();
+        assert!(
+            calls[2] - calls[1] >= calls[1] - calls[0],
+            "back-off grows: {calls:?}"
+        );
+        let (events, _) = store.list("Event", Some("default"));
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["reason"], "ReconcileError");
+        assert_eq!(events[0]["count"], 2);
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

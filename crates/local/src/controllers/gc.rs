@@ -83,11 +83,12 @@ impl Controller for GarbageCollector {
     }
 
     fn reconcile<'a>(&'a self, key: &'a ObjectKey, ctx: &'a Context) -> ReconcileFuture<'a> {
-        Box::pin(async move { collect(key, &ctx.store) })
+        Box::pin(async move { collect(key, ctx) })
     }
 }
 
-fn collect(key: &ObjectKey, store: &Store) -> Result<Next, ReconcileError> {
+fn collect(key: &ObjectKey, ctx: &Context) -> Result<Next, ReconcileError> {
+    let store = &ctx.store;
     let Some(object) = store.get(key) else {
         return Ok(Next::Done);
     };
@@ -127,6 +128,21 @@ fn collect(key: &ObjectKey, store: &Store) -> Result<Next, ReconcileError> {
             .filter_map(|r| r["uid"].as_str())
             .any(|owner| store.get_by_uid(owner).is_some());
         if !any_owner_alive {
+            let owners: Vec<String> = references
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}/{}",
+                        r["kind"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            ctx.recorder.normal(
+                &object,
+                "GarbageCollected",
+                &format!("deleted: its owner {} is gone", owners.join(", ")),
+            );
             ignore_missing(store.delete(key, &DeleteOptions::default()))?;
         }
     }
