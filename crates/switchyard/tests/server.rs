@@ -589,3 +589,29 @@ fn cli_errors_say_what_to_do() {
     );
     assert!(err.contains("switchyard server --data-dir"), "{err}");
 }
+
+#[test]
+fn a_watch_from_a_too_old_resource_version_is_410_gone() {
+    let server = Server::start();
+    for batch in 0..2 {
+        let items: Vec<Value> = (0..6000)
+            .map(|i| deployment(&format!("b{batch}-{i}"), 1))
+            .collect();
+        let (code, _) = server.api(
+            "POST",
+            "/switchyard/v1/apply?namespace=default",
+            Some(&json!({"items": items})),
+        );
+        assert_eq!(code, 200);
+    }
+    let (code, body) = http(
+        &server.address,
+        "GET",
+        &format!("{DEPLOYMENTS}?watch=true&resourceVersion=1"),
+        None,
+        Some(&server.token),
+    );
+    assert_eq!(code, 410, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["reason"], "Expired");
+}
