@@ -13,6 +13,9 @@ use switchyard_store::Store;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
+use switchyard_node::{ImageMap, Node, NodeConfig};
+
+use crate::controllers::kubelet::{Kubelet, SHUTDOWN_GRACE};
 use crate::controllers::{gc::GarbageCollector, namespace::NamespaceController};
 use crate::events::Recorder;
 use crate::runtime::{self, Context, Controller};
@@ -27,6 +30,27 @@ pub mod files {
     pub const SERVER: &str = "server.json";
     /// The object store.
     pub const STORE: &str = "store.db";
+    /// Pod state: logs and pid files.
+    pub const PODS: &str = "pods";
+    /// The default config file.
+    pub const CONFIG: &str = "config.yaml";
+}
+
+/// The server's config file (`--config`, default `DATA_DIR/config.yaml`, optional).
+///
+/// ```yaml
+/// images:
+///   nginx:1.27:                 # an exact image, or a repository for any tag
+///     command: [/usr/sbin/nginx, -g, "daemon off;"]
+///     args: []
+///     env: {TZ: UTC}
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Image name (or repository) -> command, args and environment.
+    #[serde(default)]
+    pub images: ImageMap,
 }
 
 /// What a running server records in the data dir for clients.
@@ -45,6 +69,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// API listen address.
     pub listen: SocketAddr,
+    /// The config file; None means `DATA_DIR/config.yaml` if it exists.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Why the server could not start or stopped.
@@ -78,6 +104,14 @@ pub enum ServerError {
         path: String,
         /// The cause.
         source: switchyard_store::StoreError,
+    },
+    /// The config file is unreadable or invalid.
+    #[error("config file {path}: {message}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
     },
     /// The API address could not be bound.
     #[error("cannot listen on {address}: {source}; choose another with --listen")]
@@ -119,6 +153,27 @@ pub fn ensure_token(dir: &Path) -> Result<String, ServerError> {
         .and_then(|()| file.sync_all())
         .map_err(io("writing the token", &path))?;
     Ok(token)
+}
+
+/// Reads the config file: an explicit one must exist; the default one may be absent.
+pub fn load_config(data_dir: &Path, explicit: Option<&Path>) -> Result<FileConfig, ServerError> {
+    let path = explicit.map_or_else(|| data_dir.join(files::CONFIG), Path::to_path_buf);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+            return Ok(FileConfig::default());
+        }
+        Err(e) => {
+            return Err(ServerError::Config {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            });
+        }
+    };
+    serde_saphyr::from_str(&text).map_err(|e| ServerError::Config {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// A started server: its address, and the handle to stop it.
@@ -166,6 +221,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             record,
         });
     }
+    let file_config = load_config(dir, config.config_file.as_deref())?;
     let token = ensure_token(dir)?;
     let store_path = dir.join(files::STORE);
     let store = Arc::new(
@@ -194,12 +250,43 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     )?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let recorder = Recorder::new(store.clone(), "switchyard");
     let ctx = Arc::new(Context {
         store: store.clone(),
-        recorder: Recorder::new(store.clone(), "switchyard"),
+        recorder: recorder.clone(),
     });
-    let controllers: Vec<Arc<dyn Controller>> =
-        vec![Arc::new(GarbageCollector), Arc::new(NamespaceController)];
+    let pods_dir = dir.join(files::PODS);
+    let node = Arc::new(Node::new(NodeConfig {
+        state_dir: pods_dir.clone(),
+        images: file_config.images,
+        self_exe: std::env::current_exe().map_err(io("finding this executable", dir))?,
+    }));
+    let orphans = node.kill_orphans();
+    if orphans > 0 {
+        tracing::warn!(
+            orphans,
+            "stopped processes left running by a previous server"
+        );
+    }
+    let node_events = node.take_events().map(|mut events| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let Some(pod) = store.get_by_uid(&event.pod_uid) {
+                    if event.warning {
+                        recorder.warning(&pod, &event.reason, &event.message);
+                    } else {
+                        recorder.normal(&pod, &event.reason, &event.message);
+                    }
+                }
+            }
+        })
+    });
+    let controllers: Vec<Arc<dyn Controller>> = vec![
+        Arc::new(GarbageCollector),
+        Arc::new(NamespaceController),
+        Arc::new(Kubelet::new(node.clone())),
+    ];
     let mut tasks = Vec::new();
     for controller in controllers {
         tasks.push(tokio::spawn(runtime::run(
@@ -212,6 +299,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         store,
         token: token.into(),
         shutdown: shutdown_rx.clone(),
+        pods_dir: Some(pods_dir),
     });
     let mut api_shutdown = shutdown_rx.clone();
     let task = tokio::spawn(async move {
@@ -223,6 +311,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         }
         for task in tasks {
             let _ = task.await;
+        }
+        node.stop_all(SHUTDOWN_GRACE).await;
+        if let Some(events) = node_events {
+            events.abort();
         }
     });
     tracing::info!(%address, data_dir = %dir.display(), "switchyard server ready");

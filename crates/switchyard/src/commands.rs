@@ -566,10 +566,15 @@ pub async fn delete(
 }
 
 /// `server`: runs until SIGINT or SIGTERM.
-pub async fn server(data_dir: &Path, listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+pub async fn server(
+    data_dir: &Path,
+    listen: std::net::SocketAddr,
+    config_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let running = switchyard_local::start(switchyard_local::ServerConfig {
         data_dir: data_dir.to_path_buf(),
         listen,
+        config_file,
     })
     .await?;
     eprintln!(

@@ -62,6 +62,16 @@ enum Command {
         /// API listen address (loopback by default; port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:7443")]
         listen: SocketAddr,
+        /// Config file (image map) [default: DATA_DIR/config.yaml when it exists].
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// The built-in demo app that `switchyard/demo:TAG` pods run.
+    #[command(hide = true)]
+    DemoApp {
+        /// The version it reports (the image tag).
+        #[arg(long)]
+        version: Option<String>,
     },
     /// Create or update objects from files, directories or stdin, all or nothing.
     Apply {
@@ -168,7 +178,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let connect = || Client::connect(&data_dir);
     match cli.command {
-        Command::Server { listen } => runtime()?.block_on(commands::server(&data_dir, listen)),
+        Command::Server { listen, config } => {
+            runtime()?.block_on(commands::server(&data_dir, listen, config))
+        }
+        Command::DemoApp { version } => {
+            let config = switchyard_demoapp::Config::from_env(version.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            runtime()?.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                let shutdown = async move {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                };
+                switchyard_demoapp::serve(config, shutdown).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::Apply { files, namespace } => runtime()?
             .block_on(async { commands::apply(&connect()?, &files, namespace.as_deref()).await }),
         Command::Get {

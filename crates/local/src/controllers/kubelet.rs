@@ -1,0 +1,314 @@
+//! The kubelet: binds pods to the single node, gives each its own loopback IP, runs it
+//! through the node agent, writes the agent's PodStatus back, and stops and releases pods
+//! being deleted.
+//!
+//! Persist before acting: a pod's finalizer, node name and IP are committed before any of
+//! its processes start, so a server killed at any instant knows on restart which pods it
+//! ran and where. On restart the agent first kills what the old server left running, then
+//! every admitted pod is started again (stop-and-replace, see ARCHITECTURE.md).
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_node::{Node, PodRun};
+use switchyard_store::{ObjectKey, Store, StoreError, Subresource, WatchEvent, now_rfc3339};
+
+use crate::runtime::{Context, Controller, Next, ReconcileError, ReconcileFuture};
+
+/// Finalizer that holds a pod while its processes stop.
+pub const FINALIZER: &str = "switchyard.dev/node";
+/// The one node's name.
+pub const NODE_NAME: &str = "switchyard";
+/// First pod address: pods get 127.16.0.10 upwards, inside 127.16.0.0/12.
+const POD_RANGE_START: u32 = u32::from_be_bytes([127, 16, 0, 10]);
+const POD_RANGE_END: u32 = u32::from_be_bytes([127, 31, 255, 254]);
+/// Longest a server shutdown waits for pods to stop.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The kubelet controller.
+pub struct Kubelet {
+    node: Arc<Node>,
+    /// Status forwarders by pod uid.
+    forwarders: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    stopping: Arc<Mutex<HashSet<String>>>,
+    /// The uid last seen for each pod key, to stop pods removed behind our back.
+    known: Mutex<HashMap<ObjectKey, (String, String)>>,
+}
+
+impl Kubelet {
+    /// A kubelet over a node agent.
+    pub fn new(node: Arc<Node>) -> Kubelet {
+        Kubelet {
+            node,
+            forwarders: Mutex::new(HashMap::new()),
+            stopping: Arc::new(Mutex::new(HashSet::new())),
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The lowest free pod address.
+fn allocate_ip(store: &Store) -> Option<Ipv4Addr> {
+    let (pods, _) = store.list("Pod", None);
+    let used: HashSet<u32> = pods
+        .iter()
+        .filter_map(|p| p["status"]["podIP"].as_str()?.parse::<Ipv4Addr>().ok())
+        .map(u32::from)
+        .collect();
+    (POD_RANGE_START..=POD_RANGE_END)
+        .find(|ip| !used.contains(ip))
+        .map(Ipv4Addr::from)
+}
+
+fn finalizers(pod: &Value) -> Vec<String> {
+    pod["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect()
+}
+
+fn string_map(value: &Value) -> std::collections::BTreeMap<String, String> {
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
+}
+
+impl Controller for Kubelet {
+    fn name(&self) -> &'static str {
+        "kubelet"
+    }
+
+    fn keys_for(&self, event: &WatchEvent, _: &Store) -> Vec<ObjectKey> {
+        if event.key.kind == "Pod" {
+            vec![event.key.clone()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn all_keys(&self, store: &Store) -> Vec<ObjectKey> {
+        let (pods, _) = store.list("Pod", None);
+        pods.iter()
+            .filter_map(|p| {
+                Some(ObjectKey {
+                    kind: "Pod".into(),
+                    namespace: p["metadata"]["namespace"].as_str()?.to_string(),
+                    name: p["metadata"]["name"].as_str()?.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    fn reconcile<'a>(&'a self, key: &'a ObjectKey, ctx: &'a Context) -> ReconcileFuture<'a> {
+        Box::pin(async move { self.sync(key, ctx).await })
+    }
+}
+
+impl Kubelet {
+    async fn sync(&self, key: &ObjectKey, ctx: &Context) -> Result<Next, ReconcileError> {
+        let store = &ctx.store;
+        let Some(pod) = store.get(key) else {
+            // Removed without our finalizer's release (forced): stop what runs.
+            if let Some((uid, _)) = lock(&self.known).remove(key) {
+                self.stop_in_background(ctx, key.clone(), uid, Duration::ZERO, false);
+            }
+            return Ok(Next::Done);
+        };
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        lock(&self.known).insert(key.clone(), (uid.clone(), key.name.clone()));
+
+        if pod["metadata"]["deletionTimestamp"].is_string() {
+            if finalizers(&pod).iter().any(|f| f == FINALIZER)
+                && !lock(&self.stopping).contains(&uid)
+            {
+                let grace = pod["metadata"]["deletionGracePeriodSeconds"]
+                    .as_i64()
+                    .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+                    .unwrap_or(30)
+                    .max(0) as u64;
+                self.stop_in_background(ctx, key.clone(), uid, Duration::from_secs(grace), true);
+            }
+            return Ok(Next::Done);
+        }
+
+        let admitted =
+            finalizers(&pod).iter().any(|f| f == FINALIZER) && pod["status"]["podIP"].is_string();
+        let pod = if admitted {
+            pod
+        } else {
+            self.admit(key, &pod, ctx)?
+        };
+        let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
+        let terminal =
+            matches!(phase, "Succeeded" | "Failed") && pod["spec"]["restartPolicy"] != "Always";
+        if !self.node.is_running(&uid) && !terminal {
+            self.run(key, &pod, ctx)?;
+        }
+        Ok(Next::Done)
+    }
+
+    /// Binds the pod and allocates its IP, committed before anything runs.
+    fn admit(
+        &self,
+        key: &ObjectKey,
+        pod: &Value,
+        ctx: &Context,
+    ) -> Result<std::sync::Arc<Value>, ReconcileError> {
+        let store = &ctx.store;
+        let ip = allocate_ip(store).ok_or_else(|| {
+            ReconcileError("the pod address range 127.16.0.0/12 is exhausted".into())
+        })?;
+        let mut list = finalizers(pod);
+        if !list.iter().any(|f| f == FINALIZER) {
+            list.push(FINALIZER.into());
+        }
+        store.patch(
+            key,
+            &json!({"metadata": {"finalizers": list}, "spec": {"nodeName": NODE_NAME}}),
+            Subresource::Main,
+        )?;
+        let now = now_rfc3339();
+        let status = json!({"status": {
+            "phase": "Pending",
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": ip.to_string(),
+            "podIPs": [{"ip": ip.to_string()}],
+            "startTime": now,
+            "conditions": [{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}],
+        }});
+        let admitted = store.patch(key, &status, Subresource::Status)?;
+        ctx.recorder.normal(
+            &admitted,
+            "Scheduled",
+            &format!(
+                "Successfully assigned {}/{} to {NODE_NAME}",
+                key.namespace, key.name
+            ),
+        );
+        Ok(admitted)
+    }
+
+    fn run(&self, key: &ObjectKey, pod: &Value, ctx: &Context) -> Result<(), ReconcileError> {
+        let spec = serde_json::from_value(pod["spec"].clone())
+            .map_err(|e| ReconcileError(format!("pod spec does not decode: {e}")))?;
+        let ip = pod["status"]["podIP"]
+            .as_str()
+            .and_then(|ip| ip.parse().ok())
+            .ok_or_else(|| ReconcileError("admitted pod has no IP".into()))?;
+        // A server restart replaces running containers: that counts as one restart.
+        let restart_counts = pod["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                let restarted = i64::from(c["containerID"].is_string());
+                Some((
+                    c["name"].as_str()?.to_string(),
+                    (c["restartCount"].as_i64().unwrap_or(0) + restarted) as i32,
+                ))
+            })
+            .collect();
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let run = PodRun {
+            uid: uid.clone(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            ip,
+            node_name: NODE_NAME.into(),
+            labels: string_map(&pod["metadata"]["labels"]),
+            annotations: string_map(&pod["metadata"]["annotations"]),
+            spec,
+            restart_counts,
+            start_time: pod["status"]["startTime"].as_str().map(str::to_string),
+        };
+        let mut status = self.node.start(run);
+        let store = ctx.store.clone();
+        let key = key.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                let latest = status.borrow_and_update().clone();
+                if !latest.is_null() {
+                    let store = store.clone();
+                    let key = key.clone();
+                    let write = tokio::task::spawn_blocking(move || {
+                        store.patch(&key, &json!({"status": latest}), Subresource::Status)
+                    })
+                    .await;
+                    if matches!(write, Ok(Err(StoreError::NotFound { .. }))) {
+                        return;
+                    }
+                }
+                if status.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        if let Some(old) = lock(&self.forwarders).insert(uid, forwarder) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Stops a pod's processes without blocking other pods, then releases it.
+    fn stop_in_background(
+        &self,
+        ctx: &Context,
+        key: ObjectKey,
+        uid: String,
+        grace: Duration,
+        release: bool,
+    ) {
+        lock(&self.stopping).insert(uid.clone());
+        let node = self.node.clone();
+        let store = ctx.store.clone();
+        let stopping = self.stopping.clone();
+        let forwarder = lock(&self.forwarders).remove(&uid);
+        tokio::spawn(async move {
+            node.stop(&uid, grace).await;
+            if let Some(forwarder) = forwarder {
+                forwarder.abort();
+            }
+            if release {
+                let key2 = key.clone();
+                let uid2 = uid.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || release_finalizer(&store, &key2, &uid2))
+                        .await;
+            }
+            node.forget(&key.namespace, &key.name, &uid);
+            lock(&stopping).remove(&uid);
+        });
+    }
+}
+
+fn release_finalizer(store: &Store, key: &ObjectKey, uid: &str) -> Result<(), StoreError> {
+    let Some(pod) = store.get(key) else {
+        return Ok(());
+    };
+    if pod["metadata"]["uid"] != uid {
+        return Ok(());
+    }
+    let remaining: Vec<String> = finalizers(&pod)
+        .into_iter()
+        .filter(|f| f != FINALIZER)
+        .collect();
+    store.patch(
+        key,
+        &json!({"metadata": {"finalizers": remaining}}),
+        Subresource::Main,
+    )?;
+    Ok(())
+}
