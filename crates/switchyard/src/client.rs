@@ -167,6 +167,31 @@ impl Client {
         .await
     }
 
+    /// A GET whose body is streamed to `on_chunk` as it arrives (logs with follow).
+    pub async fn stream(
+        &self,
+        path: &str,
+        mut on_chunk: impl FnMut(&[u8]) -> bool,
+    ) -> anyhow::Result<()> {
+        let response = self.send(Method::GET, path, None).await?;
+        let code = response.status();
+        let mut body = response.into_body();
+        if !code.is_success() {
+            let bytes = body.collect().await?.to_bytes();
+            let status = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(ApiFailure { code, status }.into());
+        }
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("reading the stream")?;
+            if let Some(data) = frame.data_ref()
+                && !on_chunk(data)
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Opens a watch and calls `on_event` for each event until it returns false or the
     /// stream ends.
     pub async fn watch(

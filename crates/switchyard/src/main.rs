@@ -6,6 +6,7 @@
 mod client;
 mod commands;
 mod printers;
+mod workloads;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -136,6 +137,53 @@ enum Command {
         #[arg(long)]
         rules: bool,
     },
+    /// Print a container's log.
+    Logs {
+        /// The pod (NAME or pod/NAME).
+        pod: String,
+        #[command(flatten)]
+        scope: Scope,
+        /// The container (needed when the pod has several).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep streaming new output.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// The previous instance's log, after a restart.
+        #[arg(short = 'p', long)]
+        previous: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+    /// Set the replicas of a deployment, replicaset or rollout.
+    Scale {
+        /// KIND/NAME, e.g. deploy/web.
+        #[arg(required = true, num_args = 1..=2)]
+        args: Vec<String>,
+        #[command(flatten)]
+        scope: Scope,
+        /// The new number of replicas.
+        #[arg(long)]
+        replicas: i32,
+    },
+    /// Manage the rollout of a Deployment: status, history, undo, restart, pause, resume.
+    Rollout {
+        /// What to do.
+        #[arg(value_enum)]
+        verb: workloads::RolloutVerb,
+        /// KIND/NAME, e.g. deploy/web.
+        #[arg(required = true, num_args = 1..=2)]
+        args: Vec<String>,
+        #[command(flatten)]
+        scope: Scope,
+        /// For undo: the revision to return to (default: the previous one).
+        #[arg(long)]
+        to_revision: Option<i64>,
+        /// For status: give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
     /// Print the CustomResourceDefinitions of Rollout, AnalysisTemplate and AnalysisRun.
     Crd,
     /// Print the version.
@@ -227,6 +275,52 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => runtime()?.block_on(async {
             commands::delete(&connect()?, &args, &files, &scope.namespace, &cascade).await
         }),
+        Command::Logs {
+            pod,
+            scope,
+            container,
+            follow,
+            previous,
+            tail,
+        } => runtime()?.block_on(async {
+            workloads::logs(
+                &connect()?,
+                &pod,
+                &scope.namespace,
+                container.as_deref(),
+                follow,
+                previous,
+                tail,
+            )
+            .await
+        }),
+        Command::Scale {
+            args,
+            scope,
+            replicas,
+        } => runtime()?.block_on(async {
+            workloads::scale(&connect()?, &args, &scope.namespace, replicas).await
+        }),
+        Command::Rollout {
+            verb,
+            args,
+            scope,
+            to_revision,
+            timeout,
+        } => {
+            let timeout = timeout.map(std::time::Duration::from_secs);
+            runtime()?.block_on(async {
+                workloads::rollout(
+                    &connect()?,
+                    verb,
+                    &args,
+                    &scope.namespace,
+                    to_revision,
+                    timeout,
+                )
+                .await
+            })
+        }
         Command::Lint { rules: true, .. } => {
             write_out(&rules_table())?;
             Ok(ExitCode::SUCCESS)

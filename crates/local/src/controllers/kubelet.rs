@@ -22,7 +22,7 @@ use crate::runtime::{Context, Controller, Next, ReconcileError, ReconcileFuture}
 pub const FINALIZER: &str = "switchyard.dev/node";
 /// The one node's name.
 pub const NODE_NAME: &str = "switchyard";
-/// First pod address: pods get 127.16.0.10 upwards, inside 127.16.0.0/12.
+/// Pod addresses: inside 127.16.0.0/12 (from 127.16.0.10).
 const POD_RANGE_START: u32 = u32::from_be_bytes([127, 16, 0, 10]);
 const POD_RANGE_END: u32 = u32::from_be_bytes([127, 31, 255, 254]);
 /// Longest a server shutdown waits for pods to stop.
@@ -54,17 +54,43 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The lowest free pod address.
+/// A free pod address, picked at random in the range so that several servers on one
+/// host (one per data dir) rarely meet; addresses in use by stored pods or by any
+/// listening socket on the host are skipped.
 fn allocate_ip(store: &Store) -> Option<Ipv4Addr> {
     let (pods, _) = store.list("Pod", None);
-    let used: HashSet<u32> = pods
+    let mut used: HashSet<u32> = pods
         .iter()
         .filter_map(|p| p["status"]["podIP"].as_str()?.parse::<Ipv4Addr>().ok())
         .map(u32::from)
         .collect();
-    (POD_RANGE_START..=POD_RANGE_END)
+    used.extend(listening_addresses());
+    let span = POD_RANGE_END - POD_RANGE_START + 1;
+    let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u32;
+    (0..span)
+        .map(|i| POD_RANGE_START + (start + i) % span)
         .find(|ip| !used.contains(ip))
         .map(Ipv4Addr::from)
+}
+
+/// IPv4 addresses with a listening TCP socket, from /proc/net/tcp.
+fn listening_addresses() -> HashSet<u32> {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            // 0A is TCP_LISTEN; the address is little-endian hex.
+            if state != "0A" {
+                return None;
+            }
+            u32::from_str_radix(local.split(':').next()?, 16)
+                .ok()
+                .map(u32::swap_bytes)
+        })
+        .collect()
 }
 
 fn finalizers(pod: &Value) -> Vec<String> {
