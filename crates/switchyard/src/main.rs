@@ -5,6 +5,7 @@
 
 mod client;
 mod commands;
+mod demo;
 mod printers;
 mod workloads;
 
@@ -58,6 +59,9 @@ struct Scope {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// A guided tour: a server on a temporary data dir, a Deployment of the demo app, and
+    /// a rolling update; exits 0 only when everything shown really happened.
+    Demo,
     /// Run the single-host engine in the foreground (stop with Ctrl-C or SIGTERM).
     Server {
         /// API listen address (loopback by default; port 0 picks a free port).
@@ -229,6 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Server { listen, config } => {
             runtime()?.block_on(commands::server(&data_dir, listen, config))
         }
+        Command::Demo => runtime()?.block_on(demo::run()),
         Command::DemoApp { version } => {
             let config = switchyard_demoapp::Config::from_env(version.as_deref())
                 .map_err(anyhow::Error::msg)?;
