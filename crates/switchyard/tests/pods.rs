@@ -384,3 +384,72 @@ fn sigkill_and_restart_converge_without_duplicates_or_orphans() {
         assert_eq!(http_get(&format!("{ip}:8080")).0, 200);
     }
 }
+
+#[test]
+fn restart_policies_end_in_the_kubelets_phases() {
+    let server = Server::start();
+    let m = marker();
+    let cases = [
+        ("never-ok", "Never", "exit 0", "Succeeded"),
+        ("never-fail", "Never", "exit 2", "Failed"),
+        ("onfailure-ok", "OnFailure", "exit 0", "Succeeded"),
+    ];
+    for (name, policy, script, _) in cases {
+        let mut p = pod(
+            name,
+            &m,
+            json!({"name": "c", "image": "x", "command": ["/bin/sh", "-c", script]}),
+        );
+        p["spec"]["restartPolicy"] = json!(policy);
+        server.api("POST", PODS, Some(&p));
+    }
+    for (name, _, _, phase) in cases {
+        let p = wait_pod(&server, name, phase, Duration::from_secs(20), |p| {
+            p["status"]["phase"] == phase
+        });
+        assert_eq!(
+            p["status"]["containerStatuses"][0]["restartCount"], 0,
+            "{name}"
+        );
+        let reason = p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            reason,
+            if phase == "Succeeded" {
+                "Completed"
+            } else {
+                "Error"
+            }
+        );
+    }
+}
+
+#[test]
+fn logs_follow_streams_new_output() {
+    let server = Server::start();
+    let m = marker();
+    let container = json!({"name": "ticker", "image": "x", "command": ["/bin/sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]});
+    server.api("POST", PODS, Some(&pod("ticker", &m, container)));
+    wait_pod(&server, "ticker", "Running", Duration::from_secs(20), |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let mut child = std::process::Command::new(BIN)
+        .args(["logs", "-f", "ticker"])
+        .env("SWITCHYARD_DATA_DIR", server.data_dir())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let lines: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(out))
+        .map_while(Result::ok)
+        .take(8)
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    let numbers: Vec<u32> = lines
+        .iter()
+        .map(|l| l.trim_start_matches("tick ").parse().unwrap())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{lines:?}");
+}
