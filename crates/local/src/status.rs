@@ -95,6 +95,13 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
             }
+            StoreError::Rejected { kind, name, errors } => {
+                let causes = errors
+                    .iter()
+                    .map(|e| (e.field.clone(), cause_reason(e.error_type), e.to_string()))
+                    .collect();
+                ApiError::invalid(&kind, &name, message, causes)
+            }
             StoreError::Gone { .. } => ApiError::new(StatusCode::GONE, "Expired", message),
             StoreError::Storage(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)

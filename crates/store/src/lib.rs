@@ -53,6 +53,16 @@ pub enum StoreError {
         /// Object name.
         name: String,
     },
+    /// Admission rejected the object, with field errors in the API server's style.
+    #[error("{kind} {name:?} is invalid: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    Rejected {
+        /// The API server's qualified kind, e.g. `Service`.
+        kind: String,
+        /// Object name.
+        name: String,
+        /// What is wrong.
+        errors: Vec<switchyard_api::validation::FieldError>,
+    },
     /// A stale resourceVersion or a precondition that does not hold.
     #[error(
         "Operation cannot be fulfilled on {resource} {name:?}: the object has been modified; \
@@ -137,6 +147,51 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
 }
 
+/// A read view of the store during a write: stored objects, overlaid with the objects
+/// staged earlier in the same transaction.
+pub struct StoreView<'a> {
+    objects: &'a BTreeMap<ObjectKey, Arc<Value>>,
+    staged: &'a HashMap<ObjectKey, Value>,
+}
+
+impl<'a> StoreView<'a> {
+    /// A view over stored objects and objects staged in the current transaction.
+    pub fn new(
+        objects: &'a BTreeMap<ObjectKey, Arc<Value>>,
+        staged: &'a HashMap<ObjectKey, Value>,
+    ) -> Self {
+        StoreView { objects, staged }
+    }
+
+    /// Every object of a kind, with its key.
+    pub fn list(&self, kind: &str) -> Vec<(ObjectKey, Value)> {
+        let mut out: BTreeMap<ObjectKey, Value> = self
+            .objects
+            .iter()
+            .filter(|(k, _)| k.kind == kind)
+            .map(|(k, v)| (k.clone(), (**v).clone()))
+            .collect();
+        for (k, v) in self.staged.iter().filter(|(k, _)| k.kind == kind) {
+            out.insert(k.clone(), v.clone());
+        }
+        out.into_iter().collect()
+    }
+}
+
+/// What the API server does to an object between validation and storage, under the write
+/// lock so that it sees every other committed or staged object: allocating ClusterIPs and
+/// nodePorts, for example. Runs on creates and on updates of the main resource.
+pub trait Admission: Send + Sync {
+    /// Mutates `object` (or rejects it with field errors); `old` is the stored version on
+    /// an update.
+    fn admit(
+        &self,
+        view: &StoreView<'_>,
+        object: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), StoreError>;
+}
+
 /// The store. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Store {
     inner: Mutex<Inner>,
@@ -144,6 +199,7 @@ pub struct Store {
 }
 
 struct Inner {
+    admission: Option<Box<dyn Admission>>,
     db: sql::Db,
     objects: BTreeMap<ObjectKey, Arc<Value>>,
     by_uid: HashMap<String, ObjectKey>,
@@ -162,10 +218,19 @@ struct Change {
 impl Store {
     /// Opens (or creates) the store at `path`, loading every object into memory.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, None)
+    }
+
+    /// Opens the store with an admission step run on every create and update.
+    pub fn open_with(
+        path: &Path,
+        admission: Option<Box<dyn Admission>>,
+    ) -> Result<Store, StoreError> {
         let db = sql::Db::open(path)?;
         let (objects, resource_version) = db.load_objects()?;
         let history = db.load_history(HISTORY_LIMIT)?;
         let mut inner = Inner {
+            admission,
             db,
             objects: BTreeMap::new(),
             by_uid: HashMap::new(),
@@ -298,7 +363,7 @@ impl Store {
         if precondition.is_some_and(|rv| rv != meta::resource_version(&current).unwrap_or(0)) {
             return Err(conflict(&key));
         }
-        match inner.prepare_update(&current, object, sub)? {
+        match inner.prepare_update(&current, object, sub, &HashMap::new())? {
             None => Ok(current),
             Some(change) => Ok(self
                 .commit(&mut inner, vec![change])?
@@ -324,7 +389,7 @@ impl Store {
             return Err(conflict(key));
         }
         meta::set_resource_version(&mut patched, None);
-        match inner.prepare_update(&current, patched, sub)? {
+        match inner.prepare_update(&current, patched, sub, &HashMap::new())? {
             None => Ok(current),
             Some(change) => Ok(self
                 .commit(&mut inner, vec![change])?
@@ -374,7 +439,7 @@ impl Store {
                     let mut merged = live.clone();
                     merge_patch(&mut merged, &patch);
                     meta::set_resource_version(&mut merged, None);
-                    match inner.prepare_update(&live, merged, Subresource::Main)? {
+                    match inner.prepare_update(&live, merged, Subresource::Main, &staged)? {
                         None => outcomes.push(ApplyOutcome::Unchanged),
                         Some(change) => {
                             staged
@@ -674,6 +739,13 @@ impl Inner {
             }
         }
         meta::initialize(&mut object, &key);
+        if let Some(admission) = &self.admission {
+            let view = StoreView {
+                objects: &self.objects,
+                staged,
+            };
+            admission.admit(&view, &mut object, None)?;
+        }
         Ok(Change {
             key,
             object: Some(object),
@@ -686,6 +758,7 @@ impl Inner {
         current: &Value,
         mut object: Value,
         sub: Subresource,
+        staged: &HashMap<ObjectKey, Value>,
     ) -> Result<Option<Change>, StoreError> {
         let key = meta::key_of(current)?;
         if meta::key_of(&object)? != key {
@@ -694,6 +767,13 @@ impl Inner {
             ));
         }
         meta::carry_over(current, &mut object, sub);
+        if let (Some(admission), Subresource::Main) = (&self.admission, sub) {
+            let view = StoreView {
+                objects: &self.objects,
+                staged,
+            };
+            admission.admit(&view, &mut object, Some(current))?;
+        }
         if meta::spec_of(current) != meta::spec_of(&object) {
             meta::bump_generation(&mut object);
         }

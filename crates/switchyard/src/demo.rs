@@ -66,15 +66,22 @@ fn version_of(pod: &Value) -> String {
 }
 
 async fn pods(client: &Client) -> anyhow::Result<Vec<Value>> {
-    Ok(client.get(PODS).await?["items"].as_array().cloned().unwrap_or_default())
+    Ok(client.get(PODS).await?["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// Asks a pod's own address for its version, as a client of the app would.
 async fn ask(pod: &Value) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ip = pod["status"]["podIP"].as_str().context("pod without IP")?;
-    let mut stream = tokio::net::TcpStream::connect((ip, 8080)).await.with_context(|| format!("connecting to {ip}:8080"))?;
-    stream.write_all(format!("GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut stream = tokio::net::TcpStream::connect((ip, 8080))
+        .await
+        .with_context(|| format!("connecting to {ip}:8080"))?;
+    stream
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
@@ -83,15 +90,24 @@ async fn ask(pod: &Value) -> anyhow::Result<String> {
 
 /// Runs the demo.
 pub async fn run() -> anyhow::Result<ExitCode> {
-    let dir = tempfile::Builder::new().prefix("switchyard-demo-").tempdir().context("creating a temporary data dir")?;
-    step(&format!("Starting a switchyard server on {}", dir.path().display()));
+    let dir = tempfile::Builder::new()
+        .prefix("switchyard-demo-")
+        .tempdir()
+        .context("creating a temporary data dir")?;
+    step(&format!(
+        "Starting a switchyard server on {}",
+        dir.path().display()
+    ));
     let server = switchyard_local::start(switchyard_local::ServerConfig {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().expect("static address"),
         config_file: None,
     })
     .await?;
-    say(&format!("API on {} (pods get their own addresses in 127.16.0.0/12)", server.address));
+    say(&format!(
+        "API on {} (pods get their own addresses in 127.16.0.0/12)",
+        server.address
+    ));
     let client = Client::connect(dir.path())?;
     let result = tour(&client).await;
     step("Cleaning up: stopping the server and its pods");
@@ -108,34 +124,63 @@ pub async fn run() -> anyhow::Result<ExitCode> {
 }
 
 async fn tour(client: &Client) -> anyhow::Result<()> {
-    step(&format!("Applying Deployment demo: {REPLICAS} replicas of switchyard/demo:blue"));
+    step(&format!(
+        "Applying Deployment demo: {REPLICAS} replicas of switchyard/demo:blue"
+    ));
     client
-        .send_json(Method::POST, "/switchyard/v1/apply?namespace=default", &json!({"items": [deployment("switchyard/demo:blue")]}))
+        .send_json(
+            Method::POST,
+            "/switchyard/v1/apply?namespace=default",
+            &json!({"items": [deployment("switchyard/demo:blue")]}),
+        )
         .await?;
     say("deployment.apps/demo created");
 
     let started = Instant::now();
     let ready = wait(client, Duration::from_secs(60), |pods| {
-        let ready: Vec<&Value> = pods.iter().filter(|p| is_ready(p) && version_of(p) == "blue").collect();
+        let ready: Vec<&Value> = pods
+            .iter()
+            .filter(|p| is_ready(p) && version_of(p) == "blue")
+            .collect();
         ready.len() as i64 == REPLICAS
     })
     .await?;
-    step(&format!("{REPLICAS} pods ready in {:.1}s", started.elapsed().as_secs_f64()));
+    step(&format!(
+        "{REPLICAS} pods ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
     let info = switchyard_api::kinds::lookup_kind("Pod").expect("Pod kind");
-    write_out(&printers::align(&printers::table_rows(info, &ready, true, false)))?;
+    write_out(&printers::align(&printers::table_rows(
+        info, &ready, true, false,
+    )))?;
 
     step("Each pod answers on its own address");
     for pod in &ready {
         let answer = ask(pod).await?;
-        let reply: Value = serde_json::from_str(&answer).with_context(|| format!("pod answered {answer:?}"))?;
-        ensure!(reply["version"] == "blue", "pod answered version {}", reply["version"]);
-        say(&format!("  {}:8080 -> {answer}", pod["status"]["podIP"].as_str().unwrap_or("")));
+        let reply: Value =
+            serde_json::from_str(&answer).with_context(|| format!("pod answered {answer:?}"))?;
+        ensure!(
+            reply["version"] == "blue",
+            "pod answered version {}",
+            reply["version"]
+        );
+        say(&format!(
+            "  {}:8080 -> {answer}",
+            pod["status"]["podIP"].as_str().unwrap_or("")
+        ));
     }
 
     step("Releasing switchyard/demo:green as a rolling update (maxSurge 1, maxUnavailable 0)");
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "demo", "image": "switchyard/demo:green", "ports": [{"name": "http", "containerPort": 8080}], "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1}}]}}}});
     client
-        .call(Method::PATCH, &format!("{DEPLOYMENTS}/demo"), Some(("application/merge-patch+json", patch.to_string().into_bytes())))
+        .call(
+            Method::PATCH,
+            &format!("{DEPLOYMENTS}/demo"),
+            Some((
+                "application/merge-patch+json",
+                patch.to_string().into_bytes(),
+            )),
+        )
         .await?;
     let started = Instant::now();
     let mut last = String::new();
@@ -143,12 +188,19 @@ async fn tour(client: &Client) -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(120);
     loop {
         let all = pods(client).await?;
-        let count = |version: &str| all.iter().filter(|p| is_ready(p) && version_of(p) == version).count() as i64;
+        let count = |version: &str| {
+            all.iter()
+                .filter(|p| is_ready(p) && version_of(p) == version)
+                .count() as i64
+        };
         let (blue, green) = (count("blue"), count("green"));
         lowest_ready = lowest_ready.min(blue + green);
         let line = format!("blue {blue} ready, green {green} ready, {} pods", all.len());
         if line != last {
-            say(&format!("  [{:>4.1}s] {line}", started.elapsed().as_secs_f64()));
+            say(&format!(
+                "  [{:>4.1}s] {line}",
+                started.elapsed().as_secs_f64()
+            ));
             last = line;
         }
         ensure!(
@@ -159,60 +211,98 @@ async fn tour(client: &Client) -> anyhow::Result<()> {
         if green == REPLICAS && all.len() as i64 == REPLICAS {
             break;
         }
-        ensure!(Instant::now() < deadline, "the rolling update did not finish within two minutes");
+        ensure!(
+            Instant::now() < deadline,
+            "the rolling update did not finish within two minutes"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    say(&format!("  never fewer than {lowest_ready} ready pods; every pod now runs green"));
+    say(&format!(
+        "  never fewer than {lowest_ready} ready pods; every pod now runs green"
+    ));
     for pod in pods(client).await? {
         let answer = ask(&pod).await?;
-        ensure!(answer.contains("\"version\":\"green\""), "pod answered {answer}");
+        ensure!(
+            answer.contains("\"version\":\"green\""),
+            "pod answered {answer}"
+        );
     }
 
     step("Rollout history");
-    let rs = client.get("/apis/apps/v1/namespaces/default/replicasets").await?;
+    let rs = client
+        .get("/apis/apps/v1/namespaces/default/replicasets")
+        .await?;
     let mut revisions: Vec<(String, String, i64)> = rs["items"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|r| {
             (
-                r["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap_or("?").to_string(),
-                r["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string(),
+                r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
+                r["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 r["spec"]["replicas"].as_i64().unwrap_or(0),
             )
         })
         .collect();
     revisions.sort();
-    ensure!(revisions.len() == 2, "expected two ReplicaSets, found {}", revisions.len());
+    ensure!(
+        revisions.len() == 2,
+        "expected two ReplicaSets, found {}",
+        revisions.len()
+    );
     for (revision, image, replicas) in &revisions {
-        say(&format!("  revision {revision}: {image} ({replicas} replicas)"));
+        say(&format!(
+            "  revision {revision}: {image} ({replicas} replicas)"
+        ));
     }
     Ok(())
 }
 
-async fn wait(client: &Client, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> anyhow::Result<Vec<Value>> {
+async fn wait(
+    client: &Client,
+    timeout: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> anyhow::Result<Vec<Value>> {
     let deadline = Instant::now() + timeout;
     loop {
         let all = pods(client).await?;
         if done(&all) {
             return Ok(all.into_iter().filter(is_ready).collect());
         }
-        ensure!(Instant::now() < deadline, "pods did not become ready within {timeout:?}");
+        ensure!(
+            Instant::now() < deadline,
+            "pods did not become ready within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Children of this process still running: after the server stopped there must be none.
 fn live_children() -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     let me = std::process::id().to_string();
     entries
         .flatten()
         .filter(|e| {
             let pid = e.file_name();
             let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let parent = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).unwrap_or("");
-            let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+            let parent = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(1))
+                .unwrap_or("");
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'));
             pid.to_str().is_some_and(|p| p.parse::<u32>().is_ok()) && parent == me && !zombie
         })
         .count()
