@@ -3,7 +3,7 @@
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -134,6 +134,7 @@ kinds! {
     Namespace: Namespace = ("", "v1", "namespaces", ["ns"], false),
     Pod: Pod = ("", "v1", "pods", ["po"], true),
     Event: Event = ("", "v1", "events", ["ev"], true),
+    ConfigMap: ConfigMap = ("", "v1", "configmaps", ["cm"], true),
     Service: Service = ("", "v1", "services", ["svc"], true),
     Deployment: Deployment = ("apps", "v1", "deployments", ["deploy"], true),
     ReplicaSet: ReplicaSet = ("apps", "v1", "replicasets", ["rs"], true),

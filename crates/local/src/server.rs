@@ -60,6 +60,9 @@ pub struct ServerRecord {
     pub address: SocketAddr,
     /// The server's process id.
     pub pid: u32,
+    /// The cluster DNS address, if DNS is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<SocketAddr>,
 }
 
 /// Configuration of `switchyard server`.
@@ -71,6 +74,23 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The config file; None means `DATA_DIR/config.yaml` if it exists.
     pub config_file: Option<PathBuf>,
+    /// Where cluster DNS answers (None: no DNS server).
+    pub dns_listen: Option<SocketAddr>,
+    /// The node address NodePorts listen on.
+    pub node_address: std::net::Ipv4Addr,
+}
+
+impl ServerConfig {
+    /// A config with the defaults for everything but the data dir and API address.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            data_dir,
+            listen,
+            config_file: None,
+            dns_listen: Some(switchyard_net::dns::DEFAULT_DNS_LISTEN),
+            node_address: std::net::Ipv4Addr::LOCALHOST,
+        }
+    }
 }
 
 /// Why the server could not start or stopped.
@@ -112,6 +132,14 @@ pub enum ServerError {
         path: String,
         /// What is wrong.
         message: String,
+    },
+    /// The DNS address could not be bound.
+    #[error("cannot serve DNS on {address}: {source}; choose another with --dns-listen")]
+    Dns {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
     },
     /// The API address could not be bound.
     #[error("cannot listen on {address}: {source}; choose another with --listen")]
@@ -180,6 +208,8 @@ pub fn load_config(data_dir: &Path, explicit: Option<&Path>) -> Result<FileConfi
 pub struct RunningServer {
     /// The bound API address.
     pub address: SocketAddr,
+    /// The bound cluster DNS address, if DNS is served.
+    pub dns_address: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     _lock: File,
@@ -224,8 +254,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let file_config = load_config(dir, config.config_file.as_deref())?;
     let token = ensure_token(dir)?;
     let store_path = dir.join(files::STORE);
+    let admission: Box<dyn switchyard_store::Admission> =
+        Box::new(crate::allocation::ServiceAllocator);
     let store = Arc::new(
-        Store::open(&store_path).map_err(|source| ServerError::Store {
+        Store::open_with(&store_path, Some(admission)).map_err(|source| ServerError::Store {
             path: store_path.display().to_string(),
             source,
         })?,
@@ -240,12 +272,21 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         address: config.listen,
         source,
     })?;
+    let dns = match config.dns_listen {
+        Some(address) => Some(
+            switchyard_net::dns::DnsServer::bind(address, switchyard_net::dns::DEFAULT_ZONE)
+                .await
+                .map_err(|source| ServerError::Dns { address, source })?,
+        ),
+        None => None,
+    };
     let record_path = dir.join(files::SERVER);
     write_record(
         &record_path,
         &ServerRecord {
             address,
             pid: std::process::id(),
+            dns: dns.as_ref().map(|d| d.local_addr()),
         },
     )?;
 
@@ -282,10 +323,22 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             }
         })
     });
+    let proxy = switchyard_net::proxy::ServiceProxy::new();
+    let dns_address = dns.as_ref().map(|d| d.local_addr());
     let controllers: Vec<Arc<dyn Controller>> = vec![
         Arc::new(GarbageCollector),
         Arc::new(NamespaceController),
         Arc::new(Kubelet::new(node.clone())),
+        Arc::new(crate::controllers::endpointslice::EndpointSliceController),
+        Arc::new(crate::controllers::loadbalancer::LoadBalancerController),
+        Arc::new(crate::controllers::replicaset::ReplicaSetController),
+        Arc::new(crate::controllers::deployment::DeploymentController),
+        Arc::new(crate::controllers::dataplane::DataPlane {
+            proxy: proxy.clone(),
+            dns: dns.as_ref().map(|d| d.records()),
+            zone: switchyard_net::dns::DEFAULT_ZONE.to_string(),
+            node_address: config.node_address,
+        }),
     ];
     let mut tasks = Vec::new();
     for controller in controllers {
@@ -312,6 +365,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         for task in tasks {
             let _ = task.await;
         }
+        proxy.shutdown();
+        if let Some(dns) = dns {
+            dns.shutdown().await;
+        }
         node.stop_all(SHUTDOWN_GRACE).await;
         if let Some(events) = node_events {
             events.abort();
@@ -320,6 +377,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     tracing::info!(%address, data_dir = %dir.display(), "switchyard server ready");
     Ok(RunningServer {
         address,
+        dns_address,
         shutdown,
         task,
         _lock: lock,

@@ -1,7 +1,7 @@
 //! The kubectl-like verbs: apply, get, describe, delete; and `server`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
@@ -566,19 +566,14 @@ pub async fn delete(
 }
 
 /// `server`: runs until SIGINT or SIGTERM.
-pub async fn server(
-    data_dir: &Path,
-    listen: std::net::SocketAddr,
-    config_file: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
-    let running = switchyard_local::start(switchyard_local::ServerConfig {
-        data_dir: data_dir.to_path_buf(),
-        listen,
-        config_file,
-    })
-    .await?;
+pub async fn server(config: switchyard_local::ServerConfig) -> anyhow::Result<ExitCode> {
+    let data_dir = config.data_dir.clone();
+    let running = switchyard_local::start(config).await?;
+    let dns = running
+        .dns_address
+        .map_or_else(|| "off".to_string(), |a| a.to_string());
     eprintln!(
-        "switchyard server listening on {} (data dir {}); stop with Ctrl-C",
+        "switchyard server: API {}, cluster DNS {dns}, data dir {}; stop with Ctrl-C",
         running.address,
         data_dir.display()
     );

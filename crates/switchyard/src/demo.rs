@@ -98,10 +98,10 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         "Starting a switchyard server on {}",
         dir.path().display()
     ));
+    let any_port = "127.0.0.1:0".parse().expect("static address");
     let server = switchyard_local::start(switchyard_local::ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().expect("static address"),
-        config_file: None,
+        dns_listen: Some(any_port),
+        ..switchyard_local::ServerConfig::new(dir.path().to_path_buf(), any_port)
     })
     .await?;
     say(&format!(

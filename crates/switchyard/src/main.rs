@@ -70,6 +70,15 @@ enum Command {
         /// Config file (image map) [default: DATA_DIR/config.yaml when it exists].
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Cluster DNS address (UDP and TCP); a port above 1023 needs no root.
+        #[arg(long, default_value = "127.0.0.1:10053")]
+        dns_listen: SocketAddr,
+        /// Do not serve cluster DNS.
+        #[arg(long)]
+        no_dns: bool,
+        /// The node address NodePort Services listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        node_address: std::net::Ipv4Addr,
     },
     /// The built-in demo app that `switchyard/demo:TAG` pods run.
     #[command(hide = true)]
@@ -230,8 +239,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let connect = || Client::connect(&data_dir);
     match cli.command {
-        Command::Server { listen, config } => {
-            runtime()?.block_on(commands::server(&data_dir, listen, config))
+        Command::Server {
+            listen,
+            config,
+            dns_listen,
+            no_dns,
+            node_address,
+        } => {
+            let config = switchyard_local::ServerConfig {
+                config_file: config,
+                dns_listen: (!no_dns).then_some(dns_listen),
+                node_address,
+                ..switchyard_local::ServerConfig::new(data_dir.clone(), listen)
+            };
+            runtime()?.block_on(commands::server(config))
         }
         Command::Demo => runtime()?.block_on(demo::run()),
         Command::DemoApp { version } => {

@@ -258,6 +258,13 @@ fn columns(kind: &str) -> Vec<Column> {
             age_col,
         ],
         "Namespace" => vec![("STATUS", false, |o| text(&o["status"]["phase"])), age_col],
+        "ConfigMap" => vec![
+            ("DATA", false, |o| {
+                let count = |f: &str| o[f].as_object().map_or(0, |m| m.len());
+                (count("data") + count("binaryData")).to_string()
+            }),
+            age_col,
+        ],
         "Rollout" => vec![
             ("DESIRED", false, |o| {
                 o["spec"]["replicas"].as_i64().unwrap_or(1).to_string()

@@ -9,6 +9,17 @@ use common::*;
 use serde_json::{Value, json};
 
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+/// ConfigMaps: a kind no controller writes to, for tests of the store and API alone.
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+fn configmap(name: &str, value: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "data": {"key": value}
+    })
+}
 
 fn deployment(name: &str, replicas: i64) -> Value {
     json!({
@@ -37,12 +48,12 @@ fn rv(object: &Value) -> u64 {
 #[test]
 fn create_get_list_update_patch_delete_round_trip() {
     let server = Server::start();
-    let (code, created) = server.api("POST", DEPLOYMENTS, Some(&deployment("web", 1)));
+    let (code, created) = server.api("POST", CONFIGMAPS, Some(&configmap("web", "1")));
     assert_eq!(code, 201, "{created}");
     assert_eq!(created["metadata"]["namespace"], "default");
     assert_eq!(created["metadata"]["generation"], 1);
 
-    let (code, got) = server.api("GET", &format!("{DEPLOYMENTS}/web"), None);
+    let (code, got) = server.api("GET", &format!("{CONFIGMAPS}/web"), None);
     assert_eq!(
         (code, got["metadata"]["uid"].clone()),
         (200, created["metadata"]["uid"].clone())
@@ -50,41 +61,41 @@ fn create_get_list_update_patch_delete_round_trip() {
 
     let (code, list) = server.api(
         "GET",
-        &format!("{DEPLOYMENTS}?labelSelector=app%3Dweb"),
+        &format!("{CONFIGMAPS}?labelSelector=app%3Dweb"),
         None,
     );
     assert_eq!(code, 200);
-    assert_eq!(list["kind"], "DeploymentList");
+    assert_eq!(list["kind"], "ConfigMapList");
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let (_, none) = server.api(
         "GET",
-        &format!("{DEPLOYMENTS}?labelSelector=app%3Dapi"),
+        &format!("{CONFIGMAPS}?labelSelector=app%3Dapi"),
         None,
     );
     assert!(none["items"].as_array().unwrap().is_empty());
     let (_, by_name) = server.api(
         "GET",
-        &format!("{DEPLOYMENTS}?fieldSelector=metadata.name%3Dweb"),
+        &format!("{CONFIGMAPS}?fieldSelector=metadata.name%3Dweb"),
         None,
     );
     assert_eq!(by_name["items"].as_array().unwrap().len(), 1);
 
     let mut update = created.clone();
-    update["spec"]["replicas"] = json!(3);
-    let (code, updated) = server.api("PUT", &format!("{DEPLOYMENTS}/web"), Some(&update));
+    update["data"]["key"] = json!("3");
+    let (code, updated) = server.api("PUT", &format!("{CONFIGMAPS}/web"), Some(&update));
     assert_eq!(code, 200, "{updated}");
     assert_eq!(updated["metadata"]["generation"], 2);
     assert!(rv(&updated) > rv(&created));
 
     // The same stale body again: 409 Conflict, as the API server answers.
-    let (code, status) = server.api("PUT", &format!("{DEPLOYMENTS}/web"), Some(&update));
+    let (code, status) = server.api("PUT", &format!("{CONFIGMAPS}/web"), Some(&update));
     assert_eq!(code, 409, "{status}");
     assert_eq!(status["kind"], "Status");
     assert_eq!(status["reason"], "Conflict");
 
     let (code, patched) = server.api_with_type(
         "PATCH",
-        &format!("{DEPLOYMENTS}/web"),
+        &format!("{CONFIGMAPS}/web"),
         "application/merge-patch+json",
         &json!({"metadata": {"labels": {"tier": "front"}}}),
     );
@@ -94,27 +105,33 @@ fn create_get_list_update_patch_delete_round_trip() {
         json!({"app": "web", "tier": "front"})
     );
 
+    // The status subresource (of a Deployment; ConfigMaps have none) changes only status.
+    let (code, _) = server.api("POST", DEPLOYMENTS, Some(&deployment("web", 1)));
+    assert_eq!(code, 201);
+    let mut other_spec = deployment("web", 9);
+    other_spec["status"] = json!({"replicas": 3});
     let (code, status) = server.api(
         "PUT",
         &format!("{DEPLOYMENTS}/web/status"),
-        Some(&json!({
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-            "spec": patched["spec"].clone(), "status": {"replicas": 3}
-        })),
+        Some(&other_spec),
     );
     assert_eq!(code, 200, "{status}");
     assert_eq!(status["status"]["replicas"], 3);
     assert_eq!(
-        status["metadata"]["generation"], 2,
+        status["spec"]["replicas"], 1,
+        "a status update cannot change spec"
+    );
+    assert_eq!(
+        status["metadata"]["generation"], 1,
         "status updates do not bump generation"
     );
 
-    let (code, _) = server.api("DELETE", &format!("{DEPLOYMENTS}/web"), None);
+    let (code, _) = server.api("DELETE", &format!("{CONFIGMAPS}/web"), None);
     assert_eq!(code, 200);
-    let (code, status) = server.api("GET", &format!("{DEPLOYMENTS}/web"), None);
+    let (code, status) = server.api("GET", &format!("{CONFIGMAPS}/web"), None);
     assert_eq!(code, 404);
     assert_eq!(status["reason"], "NotFound");
-    assert_eq!(status["message"], r#"deployments.apps "web" not found"#);
+    assert_eq!(status["message"], r#"configmaps "web" not found"#);
 }
 
 #[test]
@@ -189,31 +206,31 @@ fn requests_without_the_token_get_401() {
 #[test]
 fn a_watch_sees_every_change_in_order() {
     let server = Server::start();
-    let (_, list) = server.api("GET", DEPLOYMENTS, None);
+    let (_, list) = server.api("GET", CONFIGMAPS, None);
     let from = list["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
         .to_string();
-    let mut watch = server.watch(&format!("{DEPLOYMENTS}?watch=true&resourceVersion={from}"));
+    let mut watch = server.watch(&format!("{CONFIGMAPS}?watch=true&resourceVersion={from}"));
     assert_eq!(watch.code, 200);
     let mut expected = Vec::new();
     for i in 0..20 {
         let (code, created) =
-            server.api("POST", DEPLOYMENTS, Some(&deployment(&format!("d{i}"), 1)));
+            server.api("POST", CONFIGMAPS, Some(&configmap(&format!("d{i}"), "1")));
         assert_eq!(code, 201);
         expected.push(("ADDED", format!("d{i}"), rv(&created)));
         if i % 3 == 0 {
             let (code, patched) = server.api_with_type(
                 "PATCH",
-                &format!("{DEPLOYMENTS}/d{i}"),
+                &format!("{CONFIGMAPS}/d{i}"),
                 "application/merge-patch+json",
-                &json!({"spec": {"replicas": 2}}),
+                &json!({"data": {"key": "2"}}),
             );
             assert_eq!(code, 200);
             expected.push(("MODIFIED", format!("d{i}"), rv(&patched)));
         }
         if i % 5 == 0 {
-            let (code, _) = server.api("DELETE", &format!("{DEPLOYMENTS}/d{i}"), None);
+            let (code, _) = server.api("DELETE", &format!("{CONFIGMAPS}/d{i}"), None);
             assert_eq!(code, 200);
             expected.push(("DELETED", format!("d{i}"), 0));
         }
@@ -231,7 +248,7 @@ fn a_watch_sees_every_change_in_order() {
         last = got;
     }
     // A resumed watch from the start replays the same history.
-    let mut replay = server.watch(&format!("{DEPLOYMENTS}?watch=1&resourceVersion={from}"));
+    let mut replay = server.watch(&format!("{CONFIGMAPS}?watch=1&resourceVersion={from}"));
     assert_eq!(replay.next().unwrap()["object"]["metadata"]["name"], "d0");
 }
 
@@ -355,7 +372,8 @@ fn get_prints_kubectl_tables_and_formats() {
         ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(row[..4], ["web", "0/2", "0", "0"], "{text}");
+    assert_eq!(row[0], "web", "{text}");
+    assert!(row[1].ends_with("/2"), "{text}");
     let out = server.cli(&["get", "deployments.apps", "web", "-o", "json"]);
     let object: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(object["spec"]["replicas"], 2);
@@ -363,7 +381,7 @@ fn get_prints_kubectl_tables_and_formats() {
     assert!(stdout(&out).contains("kind: Deployment"));
     let out = server.cli(&["get", "ns", "-A"]);
     assert!(stdout(&out).contains("default"));
-    let out = server.cli(&["get", "po"]);
+    let out = server.cli(&["get", "ing"]);
     assert_eq!(stderr(&out), "No resources found in default namespace.\n");
     let out = server.cli(&["get", "widgets"]);
     assert!(!out.status.success());
@@ -380,7 +398,7 @@ fn get_prints_kubectl_tables_and_formats() {
 fn get_watch_streams_changes() {
     let server = Server::start();
     let mut child = std::process::Command::new(BIN)
-        .args(["get", "deploy", "-w", "-o", "name"])
+        .args(["get", "cm", "-w", "-o", "name"])
         .env("SWITCHYARD_DATA_DIR", server.data_dir())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -397,12 +415,12 @@ fn get_watch_streams_changes() {
     // The watch starts after its list: wait until the server has a watcher by retrying
     // creates until the lines arrive.
     std::thread::sleep(Duration::from_millis(300));
-    server.api("POST", DEPLOYMENTS, Some(&deployment("a", 1)));
-    server.api("POST", DEPLOYMENTS, Some(&deployment("b", 1)));
+    server.api("POST", CONFIGMAPS, Some(&configmap("a", "1")));
+    server.api("POST", CONFIGMAPS, Some(&configmap("b", "1")));
     let lines = reader.join().unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(lines, ["deployment.apps/a", "deployment.apps/b"]);
+    assert_eq!(lines, ["configmap/a", "configmap/b"]);
 }
 
 #[test]
@@ -489,13 +507,13 @@ fn every_acknowledged_write_survives_sigkill() {
             server.kill();
             break;
         }
-        let (code, _) = server.api("POST", DEPLOYMENTS, Some(&deployment(&format!("d{i}"), 1)));
+        let (code, _) = server.api("POST", CONFIGMAPS, Some(&configmap(&format!("d{i}"), "1")));
         if code == 201 {
             acknowledged.push(format!("d{i}"));
         }
     }
     server.spawn();
-    let (_, list) = server.api("GET", DEPLOYMENTS, None);
+    let (_, list) = server.api("GET", CONFIGMAPS, None);
     let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -506,7 +524,7 @@ fn every_acknowledged_write_survives_sigkill() {
         assert!(names.contains(&name.as_str()), "{name} lost after SIGKILL");
     }
     // And writes continue with higher resourceVersions.
-    let (code, after) = server.api("POST", DEPLOYMENTS, Some(&deployment("after", 1)));
+    let (code, after) = server.api("POST", CONFIGMAPS, Some(&configmap("after", "1")));
     assert_eq!(code, 201);
     let max_before = list["items"]
         .as_array()
@@ -525,7 +543,7 @@ fn sigkill_during_concurrent_applies_loses_no_acknowledged_object() {
     let writer = std::thread::spawn(move || {
         let mut acknowledged = Vec::new();
         for i in 0..200 {
-            let manifest = serde_json::to_string(&deployment(&format!("w{i}"), 1)).unwrap();
+            let manifest = serde_json::to_string(&configmap(&format!("w{i}"), "1")).unwrap();
             let out = cli(&data_dir, &["apply", "-f", "-"], &manifest);
             if !out.status.success() {
                 break;
@@ -535,13 +553,13 @@ fn sigkill_during_concurrent_applies_loses_no_acknowledged_object() {
         acknowledged
     });
     wait_for("some applies", Duration::from_secs(20), || {
-        let (_, list) = server.api("GET", DEPLOYMENTS, None);
+        let (_, list) = server.api("GET", CONFIGMAPS, None);
         (list["items"].as_array().map_or(0, Vec::len) >= 10).then_some(())
     });
     server.kill();
     let acknowledged = writer.join().unwrap();
     server.spawn();
-    let (_, list) = server.api("GET", DEPLOYMENTS, None);
+    let (_, list) = server.api("GET", CONFIGMAPS, None);
     let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -561,7 +579,13 @@ fn sigkill_during_concurrent_applies_loses_no_acknowledged_object() {
 fn one_server_per_data_dir_and_graceful_sigterm() {
     let mut server = Server::start();
     let out = std::process::Command::new(BIN)
-        .args(["server", "--listen", "127.0.0.1:0"])
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--dns-listen",
+            "127.0.0.1:0",
+        ])
         .env("SWITCHYARD_DATA_DIR", server.data_dir())
         .output()
         .unwrap();
@@ -595,7 +619,7 @@ fn a_watch_from_a_too_old_resource_version_is_410_gone() {
     let server = Server::start();
     for batch in 0..2 {
         let items: Vec<Value> = (0..6000)
-            .map(|i| deployment(&format!("b{batch}-{i}"), 1))
+            .map(|i| configmap(&format!("b{batch}-{i}"), "1"))
             .collect();
         let (code, _) = server.api(
             "POST",
@@ -607,7 +631,7 @@ fn a_watch_from_a_too_old_resource_version_is_410_gone() {
     let (code, body) = http(
         &server.address,
         "GET",
-        &format!("{DEPLOYMENTS}?watch=true&resourceVersion=1"),
+        &format!("{CONFIGMAPS}?watch=true&resourceVersion=1"),
         None,
         Some(&server.token),
     );

@@ -221,6 +221,7 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
     workloads::metadata(resource, &mut errs);
     match resource {
         Resource::Namespace(_) | Resource::Event(_) => {}
+        Resource::ConfigMap(cm) => workloads::config_map(cm, &mut errs),
         Resource::Pod(pod) => workloads::pod(pod, &mut errs),
         Resource::Service(svc) => service::service(svc, &mut errs),
         Resource::Deployment(d) => workloads::deployment(d, &mut errs),

@@ -240,6 +240,37 @@ pub(super) fn int_or_name_port(port: &IntOrString, field: &str, errs: &mut Error
     }
 }
 
+/// ConfigMap keys: `[-._a-zA-Z0-9]+`, at most 253 characters, unique across data and
+/// binaryData (`ValidateConfigMap`).
+pub(super) fn config_map(cm: &k8s_openapi::api::core::v1::ConfigMap, errs: &mut Errors) {
+    let data = cm.data.iter().flatten().map(|(k, _)| ("data", k));
+    let binary = cm
+        .binary_data
+        .iter()
+        .flatten()
+        .map(|(k, _)| ("binaryData", k));
+    let mut seen = std::collections::HashSet::new();
+    for (field, key) in data.chain(binary) {
+        let path = format!("{field}[{key}]");
+        let valid = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            errs.invalid(
+                &path,
+                key.as_str(),
+                "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+            );
+        } else if key.len() > 253 {
+            errs.push_too_long(&path, 253);
+        }
+        if !seen.insert(key) {
+            errs.duplicate(&path, key.as_str());
+        }
+    }
+}
+
 pub(super) fn pod(pod: &Pod, errs: &mut Errors) {
     match &pod.spec {
         None => errs.required("spec", ""),

@@ -62,7 +62,9 @@ pub fn random_string(n: usize) -> String {
 
 /// Milliseconds since the epoch of an RFC 3339 timestamp.
 pub fn timestamp_ms(text: &str) -> Option<i64> {
-    text.parse::<Timestamp>().ok().map(Timestamp::as_millisecond)
+    text.parse::<Timestamp>()
+        .ok()
+        .map(Timestamp::as_millisecond)
 }
 
 /// The clock as controllers read it once per reconcile: precise for comparisons, and as
@@ -345,7 +347,10 @@ pub fn calculate_status(
 ) -> ReplicaSetStatus {
     let active: Vec<&PodFacts> = pods.iter().filter(|p| p.is_active()).collect();
     let mut status = current.clone();
-    let has_failure = current.conditions.iter().any(|c| c.type_ == "ReplicaFailure");
+    let has_failure = current
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "ReplicaFailure");
     match manage_error {
         Some(message) if !has_failure => {
             let reason = match (active.len() as i64).cmp(&i64::from(spec.replicas)) {
@@ -495,11 +500,10 @@ fn manage_replicas(
         // a batch fails, so a quota or terminating namespace costs one error, not N.
         for _ in 0..(-diff).min(BURST_REPLICAS as i64) {
             match create_pod(store, rs) {
-                Ok(name) => ctx.recorder.normal(
-                    rs,
-                    "SuccessfulCreate",
-                    &format!("Created pod: {name}"),
-                ),
+                Ok(name) => {
+                    ctx.recorder
+                        .normal(rs, "SuccessfulCreate", &format!("Created pod: {name}"))
+                }
                 // Nothing can be created in a terminating namespace; not worth an event.
                 Err(StoreError::Forbidden(_)) => return None,
                 Err(error) => {
@@ -719,7 +723,10 @@ pub(crate) fn claim(
             Some(_) if matches(&object) => claimed.push(object),
             Some(_) if owner_deleting => {}
             Some(_) => {
-                let kept: Vec<Value> = references.into_iter().filter(|r| r["uid"] != *uid).collect();
+                let kept: Vec<Value> = references
+                    .into_iter()
+                    .filter(|r| r["uid"] != *uid)
+                    .collect();
                 let patch = json!({"metadata": {
                     "resourceVersion": object["metadata"]["resourceVersion"],
                     "ownerReferences": if kept.is_empty() { Value::Null } else { Value::Array(kept) },
@@ -778,7 +785,11 @@ mod tests {
         // Digits map as in Kubernetes' pod-template-hash values ("5d4f8..." style).
         assert_eq!(safe_encode("0123456789"), "456789bcdf");
         assert_eq!(random_string(5).len(), 5);
-        assert!(random_string(50).bytes().all(|b| SAFE_ALPHABET.contains(&b)));
+        assert!(
+            random_string(50)
+                .bytes()
+                .all(|b| SAFE_ALPHABET.contains(&b))
+        );
     }
 
     /// Each pair: the first is deleted before the second, as in Kubernetes'
@@ -898,7 +909,12 @@ mod tests {
                 ..pod("ready-new")
             },
         ];
-        let names = |n| -> Vec<String> { pods_to_delete(&pods, n).into_iter().map(|p| p.name).collect() };
+        let names = |n| -> Vec<String> {
+            pods_to_delete(&pods, n)
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+        };
         assert_eq!(names(2), ["unscheduled", "unready"]);
         assert_eq!(names(3), ["unscheduled", "unready", "ready-new"]);
     }
@@ -915,7 +931,10 @@ mod tests {
             ready_since_ms: None,
             ..pod("never")
         };
-        assert!(!never.is_available(1, i64::MAX / 2), "no transition time, never available");
+        assert!(
+            !never.is_available(1, i64::MAX / 2),
+            "no transition time, never available"
+        );
     }
 
     #[test]

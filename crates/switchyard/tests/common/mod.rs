@@ -57,7 +57,13 @@ impl Server {
         let record = self.data_dir().join("server.json");
         let _ = std::fs::remove_file(&record);
         let child = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0"])
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--dns-listen",
+                "127.0.0.1:0",
+            ])
             .env("SWITCHYARD_DATA_DIR", self.data_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

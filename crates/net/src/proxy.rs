@@ -1,0 +1,413 @@
+//! The service proxy: what kube-proxy does, in user space. For every Service port a TCP
+//! listener on each of its addresses (clusterIP:port, node:nodePort, load-balancer IP:port)
+//! spreads connections over the ready endpoints, with `sessionAffinity: ClientIP`.
+//!
+//! The routing table is an immutable snapshot swapped atomically: accepting a connection
+//! never waits on the control plane. A connection keeps its endpoint for its whole life, as
+//! conntrack does: a selector or endpoint change applies to new connections only, and
+//! closing a listener never touches the connections it accepted.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// How long connecting to an endpoint may take before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Copy buffer per direction per connection (allocated once per connection).
+const BUFFER: usize = 64 * 1024;
+
+/// One Service port as the proxy serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    /// Identity for logs, affinity and metrics: `namespace/name:port`.
+    pub id: String,
+    /// Every address the port is reachable on.
+    pub listen: Vec<SocketAddr>,
+    /// Ready endpoints (pod IP and resolved target port).
+    pub endpoints: Vec<SocketAddr>,
+    /// `sessionAffinity: ClientIP` and its timeout.
+    pub affinity: Option<Duration>,
+}
+
+struct Route {
+    id: Arc<str>,
+    endpoints: Vec<SocketAddr>,
+    affinity: Option<Duration>,
+    next: AtomicUsize,
+}
+
+/// Counters of one Service port.
+#[derive(Debug, Default)]
+pub struct PortStats {
+    /// Connections accepted and proxied.
+    pub connections: AtomicU64,
+    /// Connections proxied right now.
+    pub active: AtomicU64,
+    /// Connections refused (no ready endpoint, or none reachable).
+    pub refused: AtomicU64,
+}
+
+/// (service port, client IP) -> (endpoint, last use).
+type AffinityTable = HashMap<(Arc<str>, IpAddr), (SocketAddr, Instant)>;
+
+struct Inner {
+    table: ArcSwap<HashMap<SocketAddr, Arc<Route>>>,
+    listeners: Mutex<HashMap<SocketAddr, JoinHandle<()>>>,
+    affinity: Mutex<AffinityTable>,
+    stats: Mutex<HashMap<Arc<str>, Arc<PortStats>>>,
+}
+
+/// The service proxy.
+#[derive(Clone)]
+pub struct ServiceProxy {
+    inner: Arc<Inner>,
+}
+
+impl Default for ServiceProxy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServiceProxy {
+    /// A proxy with no Services.
+    pub fn new() -> ServiceProxy {
+        ServiceProxy {
+            inner: Arc::new(Inner {
+                table: ArcSwap::from_pointee(HashMap::new()),
+                listeners: Mutex::new(HashMap::new()),
+                affinity: Mutex::new(HashMap::new()),
+                stats: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Makes the proxy serve exactly `ports`: opens missing listeners, closes the ones no
+    /// longer wanted (their connections live on), and swaps the routing table. Returns the
+    /// addresses that could not be bound, with why.
+    pub async fn apply(&self, ports: Vec<ServicePort>) -> Vec<(String, SocketAddr, io::Error)> {
+        let mut table = HashMap::new();
+        for port in &ports {
+            let route = Arc::new(Route {
+                id: Arc::from(port.id.as_str()),
+                endpoints: port.endpoints.clone(),
+                affinity: port.affinity,
+                next: AtomicUsize::new(0),
+            });
+            for address in &port.listen {
+                table.insert(*address, route.clone());
+            }
+        }
+        // Swap first: a listener opened below finds its route at once.
+        self.inner.table.store(Arc::new(table.clone()));
+        let mut failures = Vec::new();
+        let mut listeners = self.lock_listeners();
+        listeners.retain(|address, task| {
+            let keep = table.contains_key(address);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (address, route) in &table {
+            if listeners.contains_key(address) {
+                continue;
+            }
+            match bind(*address) {
+                Ok(listener) => {
+                    let inner = self.inner.clone();
+                    let address = *address;
+                    listeners.insert(address, tokio::spawn(accept_loop(listener, address, inner)));
+                }
+                Err(e) => failures.push((route.id.to_string(), *address, e)),
+            }
+        }
+        drop(listeners);
+        let ids: std::collections::HashSet<Arc<str>> =
+            table.values().map(|r| r.id.clone()).collect();
+        self.inner
+            .affinity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(id, _), _| ids.contains(id));
+        failures
+    }
+
+    /// Addresses listened on now.
+    pub fn listening(&self) -> Vec<SocketAddr> {
+        self.lock_listeners().keys().copied().collect()
+    }
+
+    /// Counters of a Service port (`namespace/name:port`).
+    pub fn stats(&self, id: &str) -> Arc<PortStats> {
+        stats_for(&self.inner, id)
+    }
+
+    /// Closes every listener.
+    pub fn shutdown(&self) {
+        for (_, task) in self.lock_listeners().drain() {
+            task.abort();
+        }
+    }
+
+    fn lock_listeners(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, JoinHandle<()>>> {
+        self.inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn stats_for(inner: &Inner, id: &str) -> Arc<PortStats> {
+    let mut stats = inner.stats.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = stats.get(id) {
+        return s.clone();
+    }
+    let s = Arc::new(PortStats::default());
+    stats.insert(Arc::from(id), s.clone());
+    s
+}
+
+fn bind(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(listener: TcpListener, address: SocketAddr, inner: Arc<Inner>) {
+    loop {
+        let (client, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of descriptors and the like: back off a little, keep serving.
+                tracing::warn!(%address, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let route = inner.table.load().get(&address).cloned();
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            match route {
+                Some(route) => proxy(client, peer, route, inner).await,
+                None => refuse(client),
+            }
+        });
+    }
+}
+
+/// Resets the connection, as a REJECT rule would: the client sees it fail at once.
+fn refuse(client: TcpStream) {
+    let _ = client.set_zero_linger();
+    drop(client);
+}
+
+fn pick(route: &Route, peer: IpAddr, inner: &Inner) -> Vec<SocketAddr> {
+    let n = route.endpoints.len();
+    let start = route.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
+    let mut order: Vec<SocketAddr> = (0..n).map(|i| route.endpoints[(start + i) % n]).collect();
+    if let Some(timeout) = route.affinity {
+        let affinity = inner.affinity.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((endpoint, last)) = affinity.get(&(route.id.clone(), peer))
+            && last.elapsed() < timeout
+            && let Some(i) = order.iter().position(|e| e == endpoint)
+        {
+            let sticky = order.remove(i);
+            order.insert(0, sticky);
+        }
+    }
+    order
+}
+
+async fn proxy(mut client: TcpStream, peer: SocketAddr, route: Arc<Route>, inner: Arc<Inner>) {
+    let stats = stats_for(&inner, &route.id);
+    let mut upstream = None;
+    for endpoint in pick(&route, peer.ip(), &inner) {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(endpoint)).await
+        {
+            upstream = Some((endpoint, stream));
+            break;
+        }
+    }
+    let Some((endpoint, mut upstream)) = upstream else {
+        stats.refused.fetch_add(1, Ordering::Relaxed);
+        refuse(client);
+        return;
+    };
+    if route.affinity.is_some() {
+        inner
+            .affinity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((route.id.clone(), peer.ip()), (endpoint, Instant::now()));
+    }
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    stats.connections.fetch_add(1, Ordering::Relaxed);
+    stats.active.fetch_add(1, Ordering::Relaxed);
+    let _ =
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER).await;
+    stats.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A backend answering every connection with its name, then echoing.
+    async fn backend(name: &'static str) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    s.write_all(name.as_bytes()).await.unwrap();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    async fn free_address() -> SocketAddr {
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    async fn hello(address: SocketAddr) -> io::Result<String> {
+        let mut s = TcpStream::connect(address).await?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "closed"));
+        }
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    fn port(
+        listen: SocketAddr,
+        endpoints: Vec<SocketAddr>,
+        affinity: Option<Duration>,
+    ) -> ServicePort {
+        ServicePort {
+            id: "default/web:80".into(),
+            listen: vec![listen],
+            endpoints,
+            affinity,
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_spread_over_endpoints_and_follow_changes() {
+        let (a, b) = (backend("a").await, backend("b").await);
+        let listen = free_address().await;
+        let proxy = ServiceProxy::new();
+        assert!(
+            proxy
+                .apply(vec![port(listen, vec![a, b], None)])
+                .await
+                .is_empty()
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            seen.insert(hello(listen).await.unwrap());
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["a", "b"]);
+
+        // A long-lived connection keeps its endpoint across a switch.
+        let mut long = TcpStream::connect(listen).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = long.read(&mut buf).await.unwrap();
+        let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let other = if first == "a" { b } else { a };
+        proxy.apply(vec![port(listen, vec![other], None)]).await;
+        for _ in 0..3 {
+            assert_ne!(
+                hello(listen).await.unwrap(),
+                first,
+                "new connections follow the change"
+            );
+        }
+        long.write_all(b"ping").await.unwrap();
+        let n = long.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"ping", "the established connection still flows");
+
+        // No ready endpoint: refused at once.
+        proxy.apply(vec![port(listen, vec![], None)]).await;
+        let started = Instant::now();
+        assert!(hello(listen).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(
+            proxy
+                .stats("default/web:80")
+                .refused
+                .load(Ordering::Relaxed)
+                >= 1
+        );
+
+        // Removing the port closes the listener.
+        proxy.apply(vec![]).await;
+        assert!(proxy.listening().is_empty());
+        assert!(TcpStream::connect(listen).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn client_ip_affinity_sticks_until_its_timeout() {
+        let (a, b) = (backend("a").await, backend("b").await);
+        let listen = free_address().await;
+        let proxy = ServiceProxy::new();
+        proxy
+            .apply(vec![port(
+                listen,
+                vec![a, b],
+                Some(Duration::from_millis(300)),
+            )])
+            .await;
+        let first = hello(listen).await.unwrap();
+        for _ in 0..5 {
+            assert_eq!(hello(listen).await.unwrap(), first);
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..6 {
+            seen.insert(hello(listen).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(350)).await;
+        }
+        assert_eq!(
+            seen.len(),
+            2,
+            "after the timeout the client is spread again"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_endpoints_are_skipped() {
+        let a = backend("a").await;
+        let dead = free_address().await;
+        let listen = free_address().await;
+        let proxy = ServiceProxy::new();
+        proxy.apply(vec![port(listen, vec![dead, a], None)]).await;
+        for _ in 0..4 {
+            assert_eq!(hello(listen).await.unwrap(), "a");
+        }
+    }
+}
