@@ -40,6 +40,9 @@ pub struct PodRun {
     pub restart_counts: HashMap<String, i32>,
     /// `status.startTime` already recorded, if any.
     pub start_time: Option<String>,
+    /// Environment every container gets before its own `env`: Kubernetes' service links
+    /// (`MY_APP_SERVICE_HOST`, ...) for the Services that exist when the pod starts.
+    pub service_env: Vec<(String, String)>,
 }
 
 /// Something worth an Event on the pod.
@@ -367,6 +370,7 @@ fn environment(
     env.push(("POD_NAME".into(), run.name.clone()));
     env.push(("POD_NAMESPACE".into(), run.namespace.clone()));
     env.push(("HOSTNAME".into(), run.name.clone()));
+    env.extend(run.service_env.iter().cloned());
     if let Some(port) = container.ports.iter().flatten().next() {
         env.push(("PORT".into(), port.container_port.to_string()));
     }

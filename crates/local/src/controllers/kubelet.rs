@@ -259,6 +259,11 @@ impl Kubelet {
             spec,
             restart_counts,
             start_time: pod["status"]["startTime"].as_str().map(str::to_string),
+            service_env: if pod["spec"]["enableServiceLinks"] == false {
+                Vec::new()
+            } else {
+                service_links(&ctx.store, &key.namespace)
+            },
         };
         let mut status = self.node.start(run);
         let store = ctx.store.clone();
@@ -318,6 +323,61 @@ impl Kubelet {
             lock(&stopping).remove(&uid);
         });
     }
+}
+
+/// Kubernetes' service environment variables (docker-links style) for the Services of a
+/// namespace that have a ClusterIP, as the kubelet's `getServiceEnvVarMap` builds them.
+pub fn service_links(store: &Store, namespace: &str) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for service in store.list("Service", Some(namespace)).0 {
+        let Some(ip) = service["spec"]["clusterIP"]
+            .as_str()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+        else {
+            continue;
+        };
+        let ports = service["spec"]["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        let name = service["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_ascii_uppercase()
+            .replace('-', "_");
+        let first_port = first["port"].as_i64().unwrap_or(0);
+        let first_proto = first["protocol"]
+            .as_str()
+            .unwrap_or("TCP")
+            .to_ascii_lowercase();
+        env.push((format!("{name}_SERVICE_HOST"), ip.to_string()));
+        env.push((format!("{name}_SERVICE_PORT"), first_port.to_string()));
+        env.push((
+            format!("{name}_PORT"),
+            format!("{first_proto}://{ip}:{first_port}"),
+        ));
+        for port in &ports {
+            let number = port["port"].as_i64().unwrap_or(0);
+            let protocol = port["protocol"].as_str().unwrap_or("TCP");
+            if let Some(port_name) = port["name"].as_str().filter(|n| !n.is_empty()) {
+                env.push((
+                    format!(
+                        "{name}_SERVICE_PORT_{}",
+                        port_name.to_ascii_uppercase().replace('-', "_")
+                    ),
+                    number.to_string(),
+                ));
+            }
+            let prefix = format!("{name}_PORT_{number}_{protocol}");
+            let lower = protocol.to_ascii_lowercase();
+            env.push((prefix.clone(), format!("{lower}://{ip}:{number}")));
+            env.push((format!("{prefix}_PROTO"), lower));
+            env.push((format!("{prefix}_PORT"), number.to_string()));
+            env.push((format!("{prefix}_ADDR"), ip.to_string()));
+        }
+    }
+    env
 }
 
 fn release_finalizer(store: &Store, key: &ObjectKey, uid: &str) -> Result<(), StoreError> {

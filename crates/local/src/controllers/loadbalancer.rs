@@ -72,7 +72,11 @@ impl Controller for LoadBalancerController {
                         .filter_map(|s| ingress_ip(s)?.parse::<Ipv4Addr>().ok())
                         .map(u32::from)
                         .collect();
-                    let ip = (LB_FIRST..=LB_LAST)
+                    // Random in the pool, so several servers on one host rarely meet.
+                    let span = LB_LAST - LB_FIRST + 1;
+                    let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u32;
+                    let ip = (0..span)
+                        .map(|i| LB_FIRST + (start + i) % span)
                         .find(|ip| !used.contains(ip))
                         .map(Ipv4Addr::from)
                         .ok_or_else(|| {

@@ -29,20 +29,32 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut condition: impl FnMut() ->
 
 /// A running `switchyard server` on its own data dir.
 pub struct Server {
+    /// The node address NodePorts listen on: random per server, so parallel tests never
+    /// compete for a nodePort.
+    pub node_address: String,
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub address: String,
     pub token: String,
+    /// Where cluster DNS answers.
+    pub dns: String,
 }
 
 impl Server {
     pub fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let node_address = format!("127.250.{}.{}", (nanos >> 8) % 250 + 1, nanos % 250 + 1);
         let mut server = Server {
+            node_address,
             dir,
             child: None,
             address: String::new(),
             token: String::new(),
+            dns: String::new(),
         };
         server.spawn();
         server
@@ -63,6 +75,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--dns-listen",
                 "127.0.0.1:0",
+                "--node-address",
+                &self.node_address,
             ])
             .env("SWITCHYARD_DATA_DIR", self.data_dir())
             .stdin(Stdio::null())
@@ -71,11 +85,16 @@ impl Server {
             .spawn()
             .expect("server starts");
         self.child = Some(child);
-        self.address = wait_for("server.json", Duration::from_secs(10), || {
+        let (address, dns) = wait_for("server.json", Duration::from_secs(10), || {
             let text = std::fs::read_to_string(&record).ok()?;
             let v: Value = serde_json::from_str(&text).ok()?;
-            Some(v["address"].as_str()?.to_string())
+            Some((
+                v["address"].as_str()?.to_string(),
+                v["dns"].as_str().unwrap_or("").to_string(),
+            ))
         });
+        self.address = address;
+        self.dns = dns;
         self.token = std::fs::read_to_string(self.data_dir().join("token")).unwrap();
         wait_for("healthz", Duration::from_secs(10), || {
             (http(&self.address, "GET", "/healthz", None, None).0 == 200).then_some(())
