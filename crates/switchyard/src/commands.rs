@@ -390,6 +390,9 @@ pub async fn describe(
     for name in names {
         let object = client.get(&format!("{base}/{name}")).await?;
         out.push_str(&describe_object(&object));
+        if info.kind == "Service" {
+            out.push_str(&service_endpoints(client, namespace, &name).await?);
+        }
         let uid = object["metadata"]["uid"].as_str().unwrap_or("");
         let events_path = format!(
             "{}?fieldSelector=involvedObject.uid%3D{uid}",
@@ -441,6 +444,59 @@ pub async fn describe(
     write_out(out.trim_end_matches('\n'))?;
     write_out("\n")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// kubectl's `Endpoints:` line of `describe svc`: the ready addresses with their ports.
+async fn service_endpoints(client: &Client, namespace: &str, name: &str) -> anyhow::Result<String> {
+    let slices_kind = kinds::lookup_kind("EndpointSlice").expect("EndpointSlice kind");
+    let path = format!(
+        "{}?labelSelector=kubernetes.io%2Fservice-name%3D{}",
+        collection_path(slices_kind, Some(namespace)),
+        encode(name)
+    );
+    let slices = client.get(&path).await?;
+    let mut ready = Vec::new();
+    let mut not_ready = Vec::new();
+    for slice in slices["items"].as_array().into_iter().flatten() {
+        let ports: Vec<i64> = slice["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["port"].as_i64())
+            .collect();
+        for endpoint in slice["endpoints"].as_array().into_iter().flatten() {
+            for address in endpoint["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let target = if endpoint["conditions"]["ready"] == false {
+                    &mut not_ready
+                } else {
+                    &mut ready
+                };
+                if ports.is_empty() {
+                    target.push(address.to_string());
+                }
+                for port in &ports {
+                    target.push(format!("{address}:{port}"));
+                }
+            }
+        }
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "<none>".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    let mut out = format!("Endpoints:          {}\n", list(&ready));
+    if !not_ready.is_empty() {
+        out.push_str(&format!("NotReadyEndpoints:  {}\n", list(&not_ready)));
+    }
+    Ok(out)
 }
 
 fn describe_object(object: &Value) -> String {

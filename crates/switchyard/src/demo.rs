@@ -109,7 +109,12 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         server.address
     ));
     let client = Client::connect(dir.path())?;
-    let result = tour(&client).await;
+    let dns = server.dns_address.context("the demo server serves DNS")?;
+    let result = async {
+        tour(&client).await?;
+        services(&client, dns).await
+    }
+    .await;
     step("Cleaning up: stopping the server and its pods");
     server.stop().await;
     let leftover = live_children();
@@ -261,6 +266,133 @@ async fn tour(client: &Client) -> anyhow::Result<()> {
             "  revision {revision}: {image} ({replicas} replicas)"
         ));
     }
+    Ok(())
+}
+
+fn service(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})
+}
+
+/// `GET /` on an address until it answers `version` (bounded: the data plane follows
+/// changes within a moment, not instantly).
+async fn answers(address: &str, version: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match ask_at(address).await {
+            Ok(body) if body.contains(&format!("\"version\":\"{version}\"")) => return Ok(body),
+            Ok(body) if Instant::now() >= deadline => bail!("{address} answered {body}"),
+            Err(e) if Instant::now() >= deadline => bail!("{address}: {e:#}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn ask_at(address: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+/// One Service of each type in front of the demo pods, each answering as its type promises.
+async fn services(client: &Client, dns: std::net::SocketAddr) -> anyhow::Result<()> {
+    use switchyard_net::dns::{RecordType, client::ask as dns_ask};
+    step("One Service of each type (ports above 1023, so no root is needed)");
+    let port = json!([{"name": "http", "port": 8080, "targetPort": "http"}]);
+    let items = json!([
+        service("demo", json!({"selector": {"app": "demo"}, "ports": port})),
+        service(
+            "demo-nodeport",
+            json!({"type": "NodePort", "selector": {"app": "demo"}, "ports": port})
+        ),
+        service(
+            "demo-lb",
+            json!({"type": "LoadBalancer", "selector": {"app": "demo"}, "ports": port})
+        ),
+        service(
+            "docs",
+            json!({"type": "ExternalName", "externalName": "docs.example.com"})
+        ),
+    ]);
+    client
+        .send_json(
+            Method::POST,
+            "/switchyard/v1/apply?namespace=default",
+            &json!({"items": items}),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let list = loop {
+        let list = client.get("/api/v1/namespaces/default/services").await?;
+        let lb_ready = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].is_string());
+        if lb_ready {
+            break list;
+        }
+        ensure!(Instant::now() < deadline, "the LoadBalancer got no address");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let info = switchyard_api::kinds::lookup_kind("Service").expect("Service kind");
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    write_out(&printers::align(&printers::table_rows(
+        info, &items, false, false,
+    )))?;
+    let find = |name: &str| {
+        items
+            .iter()
+            .find(|s| s["metadata"]["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let cluster_ip = find("demo")["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let node_port = format!(
+        "127.0.0.1:{}",
+        find("demo-nodeport")["spec"]["ports"][0]["nodePort"]
+    );
+    let lb_ip = find("demo-lb")["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let targets = [
+        ("ClusterIP", format!("{cluster_ip}:8080")),
+        ("NodePort", node_port),
+        ("LoadBalancer", format!("{lb_ip}:8080")),
+    ];
+    for (what, address) in targets {
+        let body = answers(&address, "green").await?;
+        say(&format!("  {what:<13} {address:<22} -> {body}"));
+    }
+    let name = "demo.default.svc.cluster.local";
+    let a = dns_ask(dns, name, RecordType::A, Duration::from_secs(2)).await?;
+    ensure!(
+        a.records == [cluster_ip.clone()],
+        "DNS answered {a:?} for {name}"
+    );
+    say(&format!("  DNS {name} A -> {}", a.records.join(", ")));
+    let docs = "docs.default.svc.cluster.local";
+    let cname = dns_ask(dns, docs, RecordType::CNAME, Duration::from_secs(2)).await?;
+    ensure!(
+        cname.records == ["docs.example.com."],
+        "DNS answered {cname:?} for {docs}"
+    );
+    ensure!(
+        find("docs")["spec"]["clusterIP"].is_null(),
+        "the ExternalName got an address"
+    );
+    say(&format!(
+        "  DNS {docs} CNAME -> {} (ExternalName: a DNS name only, no address, no proxy)",
+        cname.records.join(", ")
+    ));
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -462,4 +463,34 @@ fn pods_get_service_environment_variables() {
             "{expected} missing from:\n{env}"
         );
     }
+}
+
+#[test]
+fn the_services_example_is_reachable_as_each_type_promises() {
+    let server = Server::start();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/services.yaml");
+    let out = server.cli(&["apply", "-f", example.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ip = |name: &str| {
+        get_service(&server, name)["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    wait_answering(&format!("{}:80", ip("clusterip-demo")), "blue");
+    wait_answering(&format!("{}:30080", server.node_address), "blue");
+    let lb = wait_for("lb ip", Duration::from_secs(10), || {
+        get_service(&server, "loadbalancer-demo")["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_string)
+    });
+    wait_answering(&format!("{lb}:80"), "blue");
+    let (_, cname) = dig(&server, "external-api.default.svc.cluster.local", "CNAME");
+    assert_eq!(cname, "example.com.");
+    let described = stdout(&server.cli(&["describe", "svc", "clusterip-demo"]));
+    let endpoints = described
+        .lines()
+        .find(|l| l.starts_with("Endpoints:"))
+        .unwrap();
+    assert_eq!(endpoints.matches(":8080").count(), 2, "{described}");
 }

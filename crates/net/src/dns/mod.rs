@@ -30,6 +30,7 @@
 //! [`DnsRecords`] snapshot through an atomic pointer (`arc-swap`), and
 //! [`DnsHandle::update`] swaps in a new snapshot that the next query sees.
 
+pub mod client;
 mod lookup;
 mod names;
 mod records;
@@ -37,6 +38,7 @@ mod server;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+pub use hickory_server::proto::rr::RecordType;
 pub use records::{
     DnsRecords, Endpoint, InvalidZone, NamedPort, SCHEMA_VERSION, ServiceKind, ServiceRecord,
 };
