@@ -1,0 +1,474 @@
+#!/usr/bin/env bash
+# Benchmark of Switchyard's user-space service proxy against HAProxy 2.6 in TCP mode.
+#
+# Starts the real `switchyard server` on a temp data dir with a Deployment of one demo pod
+# behind a ClusterIP Service, and HAProxy (generated config, `mode tcp`) in front of the same
+# pod, then measures with wrk:
+#   - HTTP keep-alive requests: req/s and p50/p99 latency, (a) direct to the pod,
+#     (b) through the Service's ClusterIP, (c) through HAProxy;
+#   - bulk transfer: MiB/s downloading a 64 MiB file from nginx, direct, through a
+#     selector-less Service with a hand-written EndpointSlice, and through HAProxy.
+# Each measure runs ROUNDS times with the order of the targets rotated (every target takes
+# every position once in 3 rounds); medians are reported, with ratios switchyard/haproxy,
+# and the CPU time each proxy process used per request (or per GiB).
+#
+# Usage (as root, from anywhere; the ClusterIP listens on port 80 of a 127.96.x.y address):
+#   cargo build --release -p switchyard && bench/service-proxy.sh
+# Environment: SWITCHYARD_BIN (default target/release/switchyard), ROUNDS (3),
+#   DURATION (10s), THREADS (2), CONNECTIONS (64), BULK_CONNECTIONS (4),
+#   HAPROXY_THREADS (2), RESULTS_DIR (keep the raw wrk outputs there).
+# Traffic goes only to 127.0.0.0/8; every wait has a deadline; a trap stops the server (and
+# its pods), HAProxy and nginx and removes the temp dir, on success and on failure alike.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${SWITCHYARD_BIN:-$ROOT/target/release/switchyard}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+BULK_CONNECTIONS=${BULK_CONNECTIONS:-4}
+HAPROXY_THREADS=${HAPROXY_THREADS:-2}
+BULK_MIB=64
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+[[ $EUID -eq 0 ]] || die "run as root: the ClusterIP listens on port 80 (and apt-get installs the tools)"
+[[ $DURATION =~ ^[0-9]+s$ ]] || die "DURATION must be in seconds, like 10s"
+[[ -x $BIN ]] || die "$BIN not found: build it first with 'cargo build --release -p switchyard'"
+
+# --- tools -------------------------------------------------------------------------------
+
+install_missing() {
+    local -a missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v haproxy >/dev/null || missing+=(haproxy)
+    command -v nginx >/dev/null || missing+=(nginx)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v jq >/dev/null || missing+=(jq)
+    command -v ss >/dev/null || missing+=(iproute2)
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]} with apt-get"
+    # Keep the packages' system services (nginx on *:80 would take the ClusterIP's port)
+    # from starting: a policy-rc.d for the time of the install, unless one exists.
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        POLICY_RC_CREATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [[ ${POLICY_RC_CREATED:-} == 1 ]]; then
+        rm -f /usr/sbin/policy-rc.d
+        POLICY_RC_CREATED=
+    fi
+}
+
+# --- cleanup -----------------------------------------------------------------------------
+
+TMP=
+SERVER_PID=
+HAPROXY_PID=
+NGINX_PID=
+
+stop_pid() { # PID [grace seconds]: SIGTERM, wait (bounded), SIGKILL
+    local pid=$1 grace=${2:-5} i
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    stop_pid "$HAPROXY_PID" 5
+    stop_pid "$NGINX_PID" 5
+    # A graceful stop (SIGTERM) makes the server stop its pods first.
+    stop_pid "$SERVER_PID" 20
+    if [[ -n $TMP && -d $TMP/data/pods ]]; then
+        # Pods the server could not stop (it was killed): their groups, by pid file, when
+        # the recorded start time still matches (not a recycled pid).
+        local file pid start
+        while IFS= read -r file; do
+            read -r pid start <"$file" || continue
+            [[ $pid =~ ^[0-9]+$ ]] || continue
+            if [[ -r /proc/$pid/stat ]] &&
+                [[ $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $20}') == "$start" ]]; then
+                kill -KILL -- "-$pid" 2>/dev/null
+            fi
+        done < <(find "$TMP/data/pods" -name '*.pid' 2>/dev/null)
+    fi
+    if [[ ${POLICY_RC_CREATED:-} == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
+    if ((rc != 0)) && [[ -n $TMP && -f $TMP/server.log ]]; then
+        log "last lines of the server log:"
+        tail -n 20 "$TMP/server.log" >&2
+    fi
+    [[ -n $TMP ]] && rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+install_missing
+for tool in wrk haproxy nginx curl jq ss; do
+    command -v "$tool" >/dev/null || die "$tool is missing after apt-get install"
+done
+
+TMP=$(mktemp -d /tmp/switchyard-bench.XXXXXX)
+chmod 755 "$TMP" # nginx workers (user nobody) must reach the served file
+DATA=$TMP/data
+RAW=$TMP/raw
+mkdir -p "$DATA" "$RAW" "$TMP/haproxy" "$TMP/nginx/www" "$TMP/nginx/logs"
+
+sy() { SWITCHYARD_DATA_DIR=$DATA "$BIN" "$@"; }
+
+# Waits until "$@" succeeds, at most $1 seconds (polling every 0.2 s).
+wait_for() {
+    local seconds=$1 what=$2 deadline
+    shift 2
+    deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || die "timed out after ${seconds}s waiting for $what"
+        sleep 0.2
+    done
+}
+
+declare -A TAKEN=()
+free_port() { # VAR: a TCP port nobody listens on, in 20000-49999 (below the ephemeral range)
+    local port i
+    for ((i = 0; i < 200; i++)); do
+        port=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+        [[ -z ${TAKEN[$port]:-} ]] || continue
+        if [[ -z $(ss -Htln "sport = :$port") ]]; then
+            TAKEN[$port]=1
+            printf -v "$1" '%s' "$port"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# --- nginx: the bulk-transfer upstream ----------------------------------------------------
+
+free_port NGINX_PORT
+log "generating a ${BULK_MIB} MiB file for nginx"
+head -c "$((BULK_MIB * 1024 * 1024))" /dev/urandom >"$TMP/nginx/www/bulk.bin"
+chmod -R a+rX "$TMP/nginx/www"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    client_body_temp_path $TMP/nginx/client_body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $TMP/nginx/www;
+    }
+}
+EOF
+nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$TMP/nginx/nginx.conf" -t >/dev/null 2>&1 ||
+    die "nginx config invalid: $(nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$TMP/nginx/nginx.conf" -t 2>&1)"
+nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx/logs/stdout.log" 2>&1 &
+NGINX_PID=$!
+wait_for 10 "nginx on 127.0.0.1:$NGINX_PORT" curl -sf -o /dev/null -r 0-0 "http://127.0.0.1:$NGINX_PORT/bulk.bin"
+
+# --- switchyard server, the demo pod, the Services ---------------------------------------
+
+log "starting switchyard server ($BIN)"
+"$BIN" server --data-dir "$DATA" --listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 \
+    --node-address 127.0.0.1 >"$TMP/server.log" 2>&1 &
+SERVER_PID=$!
+wait_for 20 "the server's API" sy get ns
+
+sy apply -f - >/dev/null <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: bench-web
+  labels: {app: bench-web}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: bench-web}
+  template:
+    metadata:
+      labels: {app: bench-web}
+    spec:
+      containers:
+        - name: demo
+          image: switchyard/demo:blue
+          ports:
+            - {name: http, containerPort: 8080}
+          readinessProbe:
+            httpGet: {path: /healthz, port: http}
+            periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: bench-web
+spec:
+  type: ClusterIP
+  selector: {app: bench-web}
+  ports:
+    - {name: http, port: 80, targetPort: http}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: bench-bulk
+spec:
+  type: ClusterIP
+  ports:
+    - {port: 9000}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: bench-bulk-nginx
+  labels:
+    kubernetes.io/service-name: bench-bulk
+addressType: IPv4
+endpoints:
+  - addresses: ["127.0.0.1"]
+    conditions: {ready: true}
+ports:
+  - {port: $NGINX_PORT}
+EOF
+
+pod_ready() {
+    sy get pods -l app=bench-web -o json | jq -e \
+        '[.items[] | select(.status.podIP != null and any(.status.conditions[]?; .type == "Ready" and .status == "True"))] | length == 1'
+}
+wait_for 60 "the demo pod to be Ready" pod_ready
+POD_IP=$(sy get pods -l app=bench-web -o json | jq -r '.items[0].status.podIP')
+WEB_IP=$(sy get svc bench-web -o json | jq -r '.spec.clusterIP')
+BULK_IP=$(sy get svc bench-bulk -o json | jq -r '.spec.clusterIP')
+[[ $POD_IP =~ ^127\. && $WEB_IP =~ ^127\. && $BULK_IP =~ ^127\. ]] ||
+    die "unexpected addresses: pod $POD_IP, services $WEB_IP $BULK_IP (want 127.0.0.0/8)"
+DIRECT_URL=http://$POD_IP:8080/
+SWITCHYARD_URL=http://$WEB_IP:80/
+wait_for 30 "the ClusterIP $WEB_IP:80" curl -sf --max-time 2 -o /dev/null "$SWITCHYARD_URL"
+wait_for 30 "the ClusterIP $BULK_IP:9000" curl -sf --max-time 5 -o /dev/null -r 0-0 "http://$BULK_IP:9000/bulk.bin"
+
+# --- HAProxy 2.6, TCP mode ----------------------------------------------------------------
+
+free_port HAPROXY_WEB_PORT
+free_port HAPROXY_BULK_PORT
+# nbthread 2: HAProxy's own default on a 2-core machine (one thread per CPU), and the
+# same number of worker threads as Switchyard's tokio runtime.
+cat >"$TMP/haproxy/haproxy.cfg" <<EOF
+global
+    nbthread $HAPROXY_THREADS
+    maxconn 20000
+
+defaults
+    mode tcp
+    maxconn 20000
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+
+frontend web
+    bind 127.0.0.1:$HAPROXY_WEB_PORT
+    default_backend web
+
+backend web
+    server pod $POD_IP:8080
+
+frontend bulk
+    bind 127.0.0.1:$HAPROXY_BULK_PORT
+    default_backend bulk
+
+backend bulk
+    server nginx 127.0.0.1:$NGINX_PORT
+EOF
+haproxy -c -q -f "$TMP/haproxy/haproxy.cfg" || die "haproxy config invalid"
+haproxy -db -f "$TMP/haproxy/haproxy.cfg" >"$TMP/haproxy/haproxy.log" 2>&1 &
+HAPROXY_PID=$!
+HAPROXY_URL=http://127.0.0.1:$HAPROXY_WEB_PORT/
+wait_for 10 "HAProxy on 127.0.0.1:$HAPROXY_WEB_PORT" curl -sf --max-time 2 -o /dev/null "$HAPROXY_URL"
+
+BULK_DIRECT_URL=http://127.0.0.1:$NGINX_PORT/bulk.bin
+BULK_SWITCHYARD_URL=http://$BULK_IP:9000/bulk.bin
+BULK_HAPROXY_URL=http://127.0.0.1:$HAPROXY_BULK_PORT/bulk.bin
+
+log "pod $POD_IP:8080, ClusterIP $WEB_IP:80, bulk ClusterIP $BULK_IP:9000 -> nginx 127.0.0.1:$NGINX_PORT, HAProxy 127.0.0.1:$HAPROXY_WEB_PORT / :$HAPROXY_BULK_PORT"
+
+# --- measuring ----------------------------------------------------------------------------
+
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # utime + stime of a process (all its threads), in clock ticks
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+# wrk output -> "rps p50_ms p99_ms mib_per_s errors"
+parse_wrk() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /m$/) return substr(v, 1, length(v) - 1) * 60000
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+            return v + 0
+        }
+        function mib(v) {
+            if (v ~ /KB$/) return substr(v, 1, length(v) - 2) / 1024
+            if (v ~ /MB$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /GB$/) return substr(v, 1, length(v) - 2) * 1024
+            if (v ~ /TB$/) return substr(v, 1, length(v) - 2) * 1048576
+            if (v ~ /B$/) return substr(v, 1, length(v) - 1) / 1048576
+            return v + 0
+        }
+        /^Requests\/sec:/ { rps = $2 }
+        /^Transfer\/sec:/ { mibs = mib($2) }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /Socket errors:/ { gsub(/,/, ""); errors += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { errors += $NF }
+        END { printf "%s %s %s %s %d\n", rps, p50, p99, mibs, errors }
+    ' "$1"
+}
+
+# run_wrk NAME ROUND PID(or -) URL WRK-ARGS...: one run; appends a line to $RAW/results
+run_wrk() {
+    local name=$1 round=$2 pid=$3 url=$4 before after cpu out
+    shift 4
+    out=$RAW/$name-round$round.txt
+    [[ $pid == - ]] || before=$(cpu_ticks "$pid")
+    wrk "$@" "$url" >"$out" 2>&1 || die "wrk failed for $name: $(cat "$out")"
+    cpu=-
+    if [[ $pid != - ]]; then
+        after=$(cpu_ticks "$pid")
+        cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+    fi
+    read -r rps p50 p99 mibs errors < <(parse_wrk "$out")
+    [[ -n $rps ]] || die "could not parse wrk output for $name: $(cat "$out")"
+    ((errors == 0)) || log "warning: $name round $round: $errors socket errors or non-2xx responses"
+    echo "$name $round $rps $p50 $p99 $mibs $errors $cpu" >>"$RAW/results"
+    log "$(printf '%-16s round %d: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  %8.1f MiB/s  proxy CPU %s s' \
+        "$name" "$round" "$rps" "$p50" "$p99" "$mibs" "$cpu")"
+}
+
+: >"$RAW/results"
+WRK_HTTP=(-t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency)
+WRK_BULK=(-t1 -c"$BULK_CONNECTIONS" -d"$DURATION" --timeout 30s)
+
+log "warm-up (2 s per target, not counted)"
+for url in "$DIRECT_URL" "$SWITCHYARD_URL" "$HAPROXY_URL"; do
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "$url" >/dev/null
+done
+
+# Target order per round: rotated, so each target runs first, second and third once.
+TARGETS=(direct switchyard haproxy)
+target_url() {
+    case $1 in
+    direct) echo "$DIRECT_URL" ;;
+    switchyard) echo "$SWITCHYARD_URL" ;;
+    haproxy) echo "$HAPROXY_URL" ;;
+    bulk-direct) echo "$BULK_DIRECT_URL" ;;
+    bulk-switchyard) echo "$BULK_SWITCHYARD_URL" ;;
+    bulk-haproxy) echo "$BULK_HAPROXY_URL" ;;
+    esac
+}
+target_pid() {
+    case $1 in
+    *switchyard) echo "$SERVER_PID" ;;
+    *haproxy) echo "$HAPROXY_PID" ;;
+    *) echo - ;;
+    esac
+}
+
+log "HTTP keep-alive: wrk ${WRK_HTTP[*]}, $ROUNDS rounds"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for ((k = 0; k < 3; k++)); do
+        t=${TARGETS[$(((round - 1 + k) % 3))]}
+        run_wrk "$t" "$round" "$(target_pid "$t")" "$(target_url "$t")" "${WRK_HTTP[@]}"
+    done
+done
+
+log "bulk transfer of a ${BULK_MIB} MiB file: wrk ${WRK_BULK[*]}, $ROUNDS rounds"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for ((k = 0; k < 3; k++)); do
+        t=bulk-${TARGETS[$(((round - 1 + k) % 3))]}
+        run_wrk "$t" "$round" "$(target_pid "$t")" "$(target_url "$t")" "${WRK_BULK[@]}"
+    done
+done
+
+kill -0 "$SERVER_PID" 2>/dev/null || die "the switchyard server died during the runs"
+kill -0 "$HAPROXY_PID" 2>/dev/null || die "haproxy died during the runs"
+
+# --- summary ------------------------------------------------------------------------------
+
+# median NAME COLUMN (columns: 3 rps, 4 p50, 5 p99, 6 MiB/s, 7 errors, 8 CPU s)
+median() {
+    awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RAW/results" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+total() { awk -v n="$1" -v c="$2" '$1 == n { s += $c } END { print s + 0 }' "$RAW/results"; }
+fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+# CPU per unit of work, from the sums over all rounds: microseconds of proxy CPU per request
+# and CPU seconds per GiB moved.
+secs=${DURATION%s}
+cpu_us_per_request() { awk -v cpu="$(total "$1" 8)" -v rps="$(total "$1" 3)" -v s="$secs" \
+    'BEGIN { printf "%.1f", cpu * 1e6 / (rps * s) }'; }
+cpu_s_per_gib() { awk -v cpu="$(total "$1" 8)" -v m="$(total "$1" 6)" -v s="$secs" \
+    'BEGIN { printf "%.2f", cpu / (m * s / 1024) }'; }
+
+for t in direct switchyard haproxy; do
+    declare "RPS_$t=$(median "$t" 3)" "P50_$t=$(median "$t" 4)" "P99_$t=$(median "$t" 5)"
+    declare "MIB_$t=$(median "bulk-$t" 6)"
+    declare "ERR_$t=$(($(total "$t" 7) + $(total "bulk-$t" 7)))"
+done
+CPU_REQ_switchyard=$(cpu_us_per_request switchyard)
+CPU_REQ_haproxy=$(cpu_us_per_request haproxy)
+CPU_GIB_switchyard=$(cpu_s_per_gib bulk-switchyard)
+CPU_GIB_haproxy=$(cpu_s_per_gib bulk-haproxy)
+
+echo
+echo "Per-run results (name round req/s p50_ms p99_ms MiB/s errors proxy_cpu_s):"
+sort -k1,1 -k2,2n "$RAW/results"
+echo
+echo "Service proxy vs HAProxy, $(date -u +%Y-%m-%d), $(nproc) cores, $(haproxy -v | head -n1 | awk '{print $1, $3}'), HAProxy nbthread $HAPROXY_THREADS"
+echo "HTTP: wrk ${WRK_HTTP[*]} URL (keep-alive, GET / of the demo app); bulk: wrk ${WRK_BULK[*]} URL (${BULK_MIB} MiB file from nginx)"
+echo "Medians of $ROUNDS rounds, target order rotated per round."
+echo
+echo "| measure | direct (no proxy) | Switchyard ClusterIP | HAProxy 2.6 tcp | switchyard / haproxy |"
+echo "| --- | --- | --- | --- | --- |"
+echo "| HTTP req/s | $(fmt "$RPS_direct" %.0f) | $(fmt "$RPS_switchyard" %.0f) | $(fmt "$RPS_haproxy" %.0f) | $(ratio "$RPS_switchyard" "$RPS_haproxy") |"
+echo "| HTTP p50 latency | $(fmt "$P50_direct" '%.2f ms') | $(fmt "$P50_switchyard" '%.2f ms') | $(fmt "$P50_haproxy" '%.2f ms') | $(ratio "$P50_switchyard" "$P50_haproxy") |"
+echo "| HTTP p99 latency | $(fmt "$P99_direct" '%.2f ms') | $(fmt "$P99_switchyard" '%.2f ms') | $(fmt "$P99_haproxy" '%.2f ms') | $(ratio "$P99_switchyard" "$P99_haproxy") |"
+echo "| proxy CPU per HTTP request | | $CPU_REQ_switchyard µs | $CPU_REQ_haproxy µs | $(ratio "$CPU_REQ_switchyard" "$CPU_REQ_haproxy") |"
+echo "| bulk MiB/s | $(fmt "$MIB_direct" %.0f) | $(fmt "$MIB_switchyard" %.0f) | $(fmt "$MIB_haproxy" %.0f) | $(ratio "$MIB_switchyard" "$MIB_haproxy") |"
+echo "| proxy CPU per GiB moved | | $CPU_GIB_switchyard s | $CPU_GIB_haproxy s | $(ratio "$CPU_GIB_switchyard" "$CPU_GIB_haproxy") |"
+echo "| errors (socket + non-2xx, all runs) | $ERR_direct | $ERR_switchyard | $ERR_haproxy | |"
+
+if [[ -n ${RESULTS_DIR:-} ]]; then
+    mkdir -p "$RESULTS_DIR"
+    cp "$RAW"/* "$RESULTS_DIR"/
+    cp "$TMP/haproxy/haproxy.cfg" "$TMP/nginx/nginx.conf" "$RESULTS_DIR"/
+    log "raw wrk outputs and configs copied to $RESULTS_DIR"
+fi
