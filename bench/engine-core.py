@@ -48,7 +48,7 @@ class Server:
             os.remove(record)
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [binary, "server", "--listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--data-dir", data_dir],
+            [binary, "server", "--listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--ingress-listen", "127.0.0.1:0", "--data-dir", data_dir],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -66,7 +66,7 @@ def main():
     args = parser.parse_args()
     data = tempfile.mkdtemp(prefix="switchyard-bench-pods-")
     proc = subprocess.Popen(
-        [args.binary, "server", "--listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--data-dir", data],
+        [args.binary, "server", "--listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--ingress-listen", "127.0.0.1:0", "--data-dir", data],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

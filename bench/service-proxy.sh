@@ -6,6 +6,8 @@
 # pod, then measures with wrk:
 #   - HTTP keep-alive requests: req/s and p50/p99 latency, (a) direct to the pod,
 #     (b) through the Service's ClusterIP, (c) through HAProxy;
+#   - the same with a new connection per request (`Connection: close`), which adds what a
+#     proxy pays per connection (accept, connect upstream, buffers, task);
 #   - bulk transfer: MiB/s downloading a 64 MiB file from nginx, direct, through a
 #     selector-less Service with a hand-written EndpointSlice, and through HAProxy.
 # Each measure runs ROUNDS times with the order of the targets rotated (every target takes
@@ -16,7 +18,9 @@
 #   cargo build --release -p switchyard && bench/service-proxy.sh
 # Environment: SWITCHYARD_BIN (default target/release/switchyard), ROUNDS (3),
 #   DURATION (10s), THREADS (2), CONNECTIONS (64), BULK_CONNECTIONS (4),
-#   HAPROXY_THREADS (2), RESULTS_DIR (keep the raw wrk outputs there).
+#   HAPROXY_THREADS (2), RESULTS_DIR (keep the raw wrk outputs there), QUIET_BUSY (10) and
+#   QUIET_WAIT (60): before each run, wait up to QUIET_WAIT s for the CPUs to be at most
+#   QUIET_BUSY % busy (shared machines), and flag runs that started busier.
 # Traffic goes only to 127.0.0.0/8; every wait has a deadline; a trap stops the server (and
 # its pods), HAProxy and nginx and removes the temp dir, on success and on failure alike.
 
@@ -278,15 +282,17 @@ wait_for 30 "the ClusterIP $BULK_IP:9000" curl -sf --max-time 5 -o /dev/null -r 
 free_port HAPROXY_WEB_PORT
 free_port HAPROXY_BULK_PORT
 # nbthread 2: HAProxy's own default on a 2-core machine (one thread per CPU), and the
-# same number of worker threads as Switchyard's tokio runtime.
+# same number of worker threads as Switchyard's tokio runtime. maxconn 4096 is 64 times the
+# load and needs about 8,200 descriptors (HAProxy refuses to start when it cannot raise
+# its descriptor limit to 2 x maxconn, and some machines cap it at 20,000).
 cat >"$TMP/haproxy/haproxy.cfg" <<EOF
 global
     nbthread $HAPROXY_THREADS
-    maxconn 20000
+    maxconn 4096
 
 defaults
     mode tcp
-    maxconn 20000
+    maxconn 4096
     timeout connect 5s
     timeout client 60s
     timeout server 60s
@@ -324,6 +330,37 @@ cpu_ticks() { # utime + stime of a process (all its threads), in clock ticks
     sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 
+# Busy share of all CPUs (percent) over one second, from /proc/stat.
+busy_pct() {
+    local a b
+    a=$(head -n1 /proc/stat)
+    sleep 1
+    b=$(head -n1 /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        split(a, x); split(b, y)
+        for (i = 2; i <= 9; i++) total += y[i] - x[i]
+        idle = (y[5] - x[5]) + (y[6] - x[6])
+        printf "%.0f", total ? 100 * (total - idle) / total : 0
+    }'
+}
+
+# Other engineers' builds and tests share the machine: before each run, wait (at most
+# QUIET_WAIT seconds) until the CPUs are at most QUIET_BUSY percent busy; a run that starts
+# on a busier machine is flagged in the results.
+QUIET_BUSY=${QUIET_BUSY:-10}
+QUIET_WAIT=${QUIET_WAIT:-60}
+wait_quiet() { # sets BUSY
+    local deadline=$((SECONDS + QUIET_WAIT))
+    while :; do
+        BUSY=$(busy_pct)
+        ((BUSY <= QUIET_BUSY)) && return 0
+        if ((SECONDS >= deadline)); then
+            log "warning: the machine is still ${BUSY}% busy (other processes); running anyway"
+            return 0
+        fi
+    done
+}
+
 # wrk output -> "rps p50_ms p99_ms mib_per_s errors"
 parse_wrk() {
     awk '
@@ -348,15 +385,21 @@ parse_wrk() {
         $1 == "99%" { p99 = ms($2) }
         /Socket errors:/ { gsub(/,/, ""); errors += $4 + $6 + $8 + $10 }
         /Non-2xx or 3xx responses:/ { errors += $NF }
-        END { printf "%s %s %s %s %d\n", rps, p50, p99, mibs, errors }
+        END {
+            # "-" for what this run does not measure (no --latency: no percentiles)
+            printf "%s %s %s %s %d\n", rps == "" ? "-" : rps, p50 == "" ? "-" : p50,
+                p99 == "" ? "-" : p99, mibs == "" ? "-" : mibs, errors
+        }
     ' "$1"
 }
 
-# run_wrk NAME ROUND PID(or -) URL WRK-ARGS...: one run; appends a line to $RAW/results
+# run_wrk NAME ROUND PID(or -) URL WRK-ARGS...: one run; appends a line to $RAW/results:
+# name round req/s p50_ms p99_ms MiB/s errors proxy_cpu_s busy%_before
 run_wrk() {
-    local name=$1 round=$2 pid=$3 url=$4 before after cpu out
+    local name=$1 round=$2 pid=$3 url=$4 before after cpu out rps p50 p99 mibs errors
     shift 4
     out=$RAW/$name-round$round.txt
+    wait_quiet
     [[ $pid == - ]] || before=$(cpu_ticks "$pid")
     wrk "$@" "$url" >"$out" 2>&1 || die "wrk failed for $name: $(cat "$out")"
     cpu=-
@@ -365,15 +408,16 @@ run_wrk() {
         cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
     fi
     read -r rps p50 p99 mibs errors < <(parse_wrk "$out")
-    [[ -n $rps ]] || die "could not parse wrk output for $name: $(cat "$out")"
+    [[ $rps != - && $mibs != - ]] || die "could not parse wrk output for $name: $(cat "$out")"
     ((errors == 0)) || log "warning: $name round $round: $errors socket errors or non-2xx responses"
-    echo "$name $round $rps $p50 $p99 $mibs $errors $cpu" >>"$RAW/results"
-    log "$(printf '%-16s round %d: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  %8.1f MiB/s  proxy CPU %s s' \
-        "$name" "$round" "$rps" "$p50" "$p99" "$mibs" "$cpu")"
+    echo "$name $round $rps $p50 $p99 $mibs $errors $cpu $BUSY" >>"$RAW/results"
+    log "$(printf '%-16s round %d: %10.0f req/s  p50 %7s ms  p99 %7s ms  %8.1f MiB/s  proxy CPU %5s s  (busy before: %s%%)' \
+        "$name" "$round" "$rps" "$p50" "$p99" "$mibs" "$cpu" "$BUSY")"
 }
 
 : >"$RAW/results"
 WRK_HTTP=(-t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency)
+WRK_CLOSE=(-t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Connection: close")
 WRK_BULK=(-t1 -c"$BULK_CONNECTIONS" -d"$DURATION" --timeout 30s)
 
 log "warm-up (2 s per target, not counted)"
@@ -381,13 +425,11 @@ for url in "$DIRECT_URL" "$SWITCHYARD_URL" "$HAPROXY_URL"; do
     wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "$url" >/dev/null
 done
 
-# Target order per round: rotated, so each target runs first, second and third once.
-TARGETS=(direct switchyard haproxy)
 target_url() {
     case $1 in
-    direct) echo "$DIRECT_URL" ;;
-    switchyard) echo "$SWITCHYARD_URL" ;;
-    haproxy) echo "$HAPROXY_URL" ;;
+    direct | close-direct) echo "$DIRECT_URL" ;;
+    switchyard | close-switchyard) echo "$SWITCHYARD_URL" ;;
+    haproxy | close-haproxy) echo "$HAPROXY_URL" ;;
     bulk-direct) echo "$BULK_DIRECT_URL" ;;
     bulk-switchyard) echo "$BULK_SWITCHYARD_URL" ;;
     bulk-haproxy) echo "$BULK_HAPROXY_URL" ;;
@@ -401,28 +443,33 @@ target_pid() {
     esac
 }
 
-log "HTTP keep-alive: wrk ${WRK_HTTP[*]}, $ROUNDS rounds"
-for ((round = 1; round <= ROUNDS; round++)); do
-    for ((k = 0; k < 3; k++)); do
-        t=${TARGETS[$(((round - 1 + k) % 3))]}
-        run_wrk "$t" "$round" "$(target_pid "$t")" "$(target_url "$t")" "${WRK_HTTP[@]}"
+# measure PREFIX WRK-ARGS...: ROUNDS rounds over the three targets, the order rotated so
+# that in 3 rounds each target runs first, second and third once.
+TARGETS=(direct switchyard haproxy)
+measure() {
+    local prefix=$1 round k t
+    shift
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for ((k = 0; k < 3; k++)); do
+            t=$prefix${TARGETS[$(((round - 1 + k) % 3))]}
+            run_wrk "$t" "$round" "$(target_pid "$t")" "$(target_url "$t")" "$@"
+        done
     done
-done
+}
 
-log "bulk transfer of a ${BULK_MIB} MiB file: wrk ${WRK_BULK[*]}, $ROUNDS rounds"
-for ((round = 1; round <= ROUNDS; round++)); do
-    for ((k = 0; k < 3; k++)); do
-        t=bulk-${TARGETS[$(((round - 1 + k) % 3))]}
-        run_wrk "$t" "$round" "$(target_pid "$t")" "$(target_url "$t")" "${WRK_BULK[@]}"
-    done
-done
+log "HTTP keep-alive: wrk ${WRK_HTTP[*]} URL, $ROUNDS rounds"
+measure "" "${WRK_HTTP[@]}"
+log "HTTP, a new connection per request: wrk ${WRK_CLOSE[*]} URL, $ROUNDS rounds"
+measure close- "${WRK_CLOSE[@]}"
+log "bulk transfer of a ${BULK_MIB} MiB file: wrk ${WRK_BULK[*]} URL, $ROUNDS rounds"
+measure bulk- "${WRK_BULK[@]}"
 
 kill -0 "$SERVER_PID" 2>/dev/null || die "the switchyard server died during the runs"
 kill -0 "$HAPROXY_PID" 2>/dev/null || die "haproxy died during the runs"
 
 # --- summary ------------------------------------------------------------------------------
 
-# median NAME COLUMN (columns: 3 rps, 4 p50, 5 p99, 6 MiB/s, 7 errors, 8 CPU s)
+# median NAME COLUMN (columns: 3 req/s, 4 p50, 5 p99, 6 MiB/s, 7 errors, 8 CPU s, 9 busy%)
 median() {
     awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RAW/results" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
@@ -430,41 +477,52 @@ median() {
 total() { awk -v n="$1" -v c="$2" '$1 == n { s += $c } END { print s + 0 }' "$RAW/results"; }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
-# CPU per unit of work, from the sums over all rounds: microseconds of proxy CPU per request
-# and CPU seconds per GiB moved.
+# Proxy CPU per unit of work, from the sums over all rounds: microseconds per request, and
+# CPU seconds per GiB moved.
 secs=${DURATION%s}
 cpu_us_per_request() { awk -v cpu="$(total "$1" 8)" -v rps="$(total "$1" 3)" -v s="$secs" \
     'BEGIN { printf "%.1f", cpu * 1e6 / (rps * s) }'; }
 cpu_s_per_gib() { awk -v cpu="$(total "$1" 8)" -v m="$(total "$1" 6)" -v s="$secs" \
     'BEGIN { printf "%.2f", cpu / (m * s / 1024) }'; }
-
-for t in direct switchyard haproxy; do
-    declare "RPS_$t=$(median "$t" 3)" "P50_$t=$(median "$t" 4)" "P99_$t=$(median "$t" 5)"
-    declare "MIB_$t=$(median "bulk-$t" 6)"
-    declare "ERR_$t=$(($(total "$t" 7) + $(total "bulk-$t" 7)))"
-done
-CPU_REQ_switchyard=$(cpu_us_per_request switchyard)
-CPU_REQ_haproxy=$(cpu_us_per_request haproxy)
-CPU_GIB_switchyard=$(cpu_s_per_gib bulk-switchyard)
-CPU_GIB_haproxy=$(cpu_s_per_gib bulk-haproxy)
+row() { # LABEL PREFIX COLUMN FORMAT
+    local a b c
+    a=$(median "$2direct" "$3")
+    b=$(median "$2switchyard" "$3")
+    c=$(median "$2haproxy" "$3")
+    echo "| $1 | $(fmt "$a" "$4") | $(fmt "$b" "$4") | $(fmt "$c" "$4") | $(ratio "$b" "$c") |"
+}
+cpu_row() { # LABEL PREFIX FUNCTION UNIT
+    local b c
+    b=$($3 "$2switchyard")
+    c=$($3 "$2haproxy")
+    echo "| $1 | | $b $4 | $c $4 | $(ratio "$b" "$c") |"
+}
+errors() { awk -v t="$1" '$1 ~ ("^(close-|bulk-)?" t "$") { s += $7 } END { print s + 0 }' "$RAW/results"; }
+RUNS=$(wc -l <"$RAW/results")
+BUSY_RUNS=$(awk -v q="$QUIET_BUSY" '$9 > q' "$RAW/results" | wc -l)
 
 echo
-echo "Per-run results (name round req/s p50_ms p99_ms MiB/s errors proxy_cpu_s):"
+echo "Per-run results (name round req/s p50_ms p99_ms MiB/s errors proxy_cpu_s busy%_before):"
 sort -k1,1 -k2,2n "$RAW/results"
 echo
-echo "Service proxy vs HAProxy, $(date -u +%Y-%m-%d), $(nproc) cores, $(haproxy -v | head -n1 | awk '{print $1, $3}'), HAProxy nbthread $HAPROXY_THREADS"
-echo "HTTP: wrk ${WRK_HTTP[*]} URL (keep-alive, GET / of the demo app); bulk: wrk ${WRK_BULK[*]} URL (${BULK_MIB} MiB file from nginx)"
-echo "Medians of $ROUNDS rounds, target order rotated per round."
+echo "Service proxy vs HAProxy: $(date -u +%Y-%m-%d), $(nproc) cores, switchyard $("$BIN" --version 2>/dev/null | awk '{print $NF}'), $(haproxy -v | head -n1 | awk '{print $1, $3}') nbthread $HAPROXY_THREADS, $(nginx -v 2>&1 | sed 's/.*: //'), wrk $(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
+echo "Medians of $ROUNDS rounds, target order rotated per round. Keep-alive: wrk ${WRK_HTTP[*]} URL;"
+echo "new connection per request: the same plus -H 'Connection: close'; bulk: wrk ${WRK_BULK[*]} URL (${BULK_MIB} MiB file from nginx)."
+echo "Runs that started with the machine over ${QUIET_BUSY}% busy (other processes): $BUSY_RUNS of $RUNS."
 echo
 echo "| measure | direct (no proxy) | Switchyard ClusterIP | HAProxy 2.6 tcp | switchyard / haproxy |"
 echo "| --- | --- | --- | --- | --- |"
-echo "| HTTP req/s | $(fmt "$RPS_direct" %.0f) | $(fmt "$RPS_switchyard" %.0f) | $(fmt "$RPS_haproxy" %.0f) | $(ratio "$RPS_switchyard" "$RPS_haproxy") |"
-echo "| HTTP p50 latency | $(fmt "$P50_direct" '%.2f ms') | $(fmt "$P50_switchyard" '%.2f ms') | $(fmt "$P50_haproxy" '%.2f ms') | $(ratio "$P50_switchyard" "$P50_haproxy") |"
-echo "| HTTP p99 latency | $(fmt "$P99_direct" '%.2f ms') | $(fmt "$P99_switchyard" '%.2f ms') | $(fmt "$P99_haproxy" '%.2f ms') | $(ratio "$P99_switchyard" "$P99_haproxy") |"
-echo "| proxy CPU per HTTP request | | $CPU_REQ_switchyard µs | $CPU_REQ_haproxy µs | $(ratio "$CPU_REQ_switchyard" "$CPU_REQ_haproxy") |"
-echo "| bulk MiB/s | $(fmt "$MIB_direct" %.0f) | $(fmt "$MIB_switchyard" %.0f) | $(fmt "$MIB_haproxy" %.0f) | $(ratio "$MIB_switchyard" "$MIB_haproxy") |"
-echo "| proxy CPU per GiB moved | | $CPU_GIB_switchyard s | $CPU_GIB_haproxy s | $(ratio "$CPU_GIB_switchyard" "$CPU_GIB_haproxy") |"
-echo "| errors (socket + non-2xx, all runs) | $ERR_direct | $ERR_switchyard | $ERR_haproxy | |"
+row "keep-alive req/s" "" 3 %.0f
+row "keep-alive p50 latency" "" 4 '%.2f ms'
+row "keep-alive p99 latency" "" 5 '%.2f ms'
+cpu_row "proxy CPU per keep-alive request" "" cpu_us_per_request µs
+row "new connection per request: req/s" close- 3 %.0f
+row "new connection per request: p50" close- 4 '%.2f ms'
+row "new connection per request: p99" close- 5 '%.2f ms'
+cpu_row "proxy CPU per connection+request" close- cpu_us_per_request µs
+row "bulk download MiB/s" bulk- 6 %.0f
+cpu_row "proxy CPU per GiB moved" bulk- cpu_s_per_gib s
+echo "| errors (socket + non-2xx, all runs) | $(errors direct) | $(errors switchyard) | $(errors haproxy) | |"
 
 if [[ -n ${RESULTS_DIR:-} ]]; then
     mkdir -p "$RESULTS_DIR"

@@ -36,6 +36,35 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Where the node agent keeps pod logs (None: no node, no logs).
     pub pods_dir: Option<std::path::PathBuf>,
+    /// What `/metrics` renders (None: no data plane).
+    pub metrics: Option<MetricsSource>,
+}
+
+/// The data plane's metrics, rendered at `/metrics` without a token (like the API
+/// server's and kube-proxy's metrics endpoints behind a scraper's network policy; these
+/// figures name Services and Ingresses, nothing secret).
+#[derive(Clone)]
+pub struct MetricsSource {
+    /// Ingress requests per backend.
+    pub ingress: Arc<switchyard_net::metrics::Metrics>,
+    /// Service proxy connections per Service port.
+    pub proxy: switchyard_net::proxy::ServiceProxy,
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let Some(source) = state.metrics else {
+        return (StatusCode::NOT_FOUND, "no data plane\n").into_response();
+    };
+    let mut text = source.ingress.render();
+    text.push_str(&source.proxy.render_metrics());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -55,6 +84,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/version", get(version))
+        .route("/metrics", get(metrics))
         .merge(authenticated)
         .with_state(state)
 }

@@ -63,6 +63,9 @@ pub struct ServerRecord {
     /// The cluster DNS address, if DNS is served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<SocketAddr>,
+    /// The ingress address, if the ingress is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<SocketAddr>,
 }
 
 /// Configuration of `switchyard server`.
@@ -78,7 +81,12 @@ pub struct ServerConfig {
     pub dns_listen: Option<SocketAddr>,
     /// The node address NodePorts listen on.
     pub node_address: std::net::Ipv4Addr,
+    /// Where the ingress serves HTTP (None: no ingress).
+    pub ingress_listen: Option<SocketAddr>,
 }
+
+/// The default ingress address: loopback, a port above 1023 so that no root is needed.
+pub const DEFAULT_INGRESS_LISTEN: &str = "127.0.0.1:8090";
 
 impl ServerConfig {
     /// A config with the defaults for everything but the data dir and API address.
@@ -89,6 +97,7 @@ impl ServerConfig {
             config_file: None,
             dns_listen: Some(switchyard_net::dns::DEFAULT_DNS_LISTEN),
             node_address: std::net::Ipv4Addr::LOCALHOST,
+            ingress_listen: Some(DEFAULT_INGRESS_LISTEN.parse().expect("static address")),
         }
     }
 }
@@ -132,6 +141,16 @@ pub enum ServerError {
         path: String,
         /// What is wrong.
         message: String,
+    },
+    /// The ingress address could not be bound.
+    #[error(
+        "cannot serve the ingress on {address}: {source}; choose another with --ingress-listen"
+    )]
+    Ingress {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
     },
     /// The DNS address could not be bound.
     #[error("cannot serve DNS on {address}: {source}; choose another with --dns-listen")]
@@ -210,6 +229,8 @@ pub struct RunningServer {
     pub address: SocketAddr,
     /// The bound cluster DNS address, if DNS is served.
     pub dns_address: Option<SocketAddr>,
+    /// The bound ingress address, if the ingress is served.
+    pub ingress_address: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     _lock: File,
@@ -280,6 +301,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         ),
         None => None,
     };
+    let ingress_listener = match config.ingress_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| ServerError::Ingress { address, source })?,
+        ),
+        None => None,
+    };
+    let ingress_address = ingress_listener.as_ref().and_then(|l| l.local_addr().ok());
     let record_path = dir.join(files::SERVER);
     write_record(
         &record_path,
@@ -287,6 +317,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             address,
             pid: std::process::id(),
             dns: dns.as_ref().map(|d| d.local_addr()),
+            ingress: ingress_address,
         },
     )?;
 
@@ -324,6 +355,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         })
     });
     let proxy = switchyard_net::proxy::ServiceProxy::new();
+    let metrics = Arc::new(switchyard_net::metrics::Metrics::default());
+    let ingress =
+        switchyard_net::ingress::server::Ingress::new(metrics.clone(), Default::default());
+    ensure_ingress_class(&store)?;
     let dns_address = dns.as_ref().map(|d| d.local_addr());
     let controllers: Vec<Arc<dyn Controller>> = vec![
         Arc::new(GarbageCollector),
@@ -340,6 +375,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             node_address: config.node_address,
         }),
     ];
+    let mut controllers = controllers;
+    if let Some(address) = ingress_address {
+        controllers.push(Arc::new(crate::controllers::ingress::IngressController {
+            ingress: ingress.clone(),
+            address,
+        }));
+    }
     let mut tasks = Vec::new();
     for controller in controllers {
         tasks.push(tokio::spawn(runtime::run(
@@ -353,6 +395,20 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         token: token.into(),
         shutdown: shutdown_rx.clone(),
         pods_dir: Some(pods_dir),
+        metrics: Some(crate::api::MetricsSource {
+            ingress: metrics,
+            proxy: proxy.clone(),
+        }),
+    });
+    let ingress_task = ingress_listener.map(|listener| {
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(switchyard_net::ingress::server::serve(
+            listener,
+            ingress,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
     });
     let mut api_shutdown = shutdown_rx.clone();
     let task = tokio::spawn(async move {
@@ -366,6 +422,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             let _ = task.await;
         }
         proxy.shutdown();
+        if let Some(task) = ingress_task {
+            let _ = task.await;
+        }
         if let Some(dns) = dns {
             dns.shutdown().await;
         }
@@ -378,11 +437,40 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     Ok(RunningServer {
         address,
         dns_address,
+        ingress_address,
         shutdown,
         task,
         _lock: lock,
         record_path,
     })
+}
+
+/// Creates the `switchyard` IngressClass on first start, as installing an ingress
+/// controller does on a cluster. It is not marked default: class-less Ingresses are served
+/// anyway while no class is the default.
+fn ensure_ingress_class(store: &Store) -> Result<(), ServerError> {
+    use crate::controllers::ingress::{CLASS, CONTROLLER};
+    let key = switchyard_store::ObjectKey {
+        kind: "IngressClass".into(),
+        namespace: String::new(),
+        name: CLASS.into(),
+    };
+    if store.get(&key).is_some() {
+        return Ok(());
+    }
+    let class = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": CLASS},
+        "spec": {"controller": CONTROLLER},
+    });
+    match store.create(class) {
+        Ok(_) | Err(switchyard_store::StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(source) => Err(ServerError::Store {
+            path: "ingress class".into(),
+            source,
+        }),
+    }
 }
 
 fn write_record(path: &Path, record: &ServerRecord) -> Result<(), ServerError> {

@@ -10,4 +10,6 @@
 #![forbid(unsafe_code)]
 
 pub mod dns;
+pub mod ingress;
+pub mod metrics;
 pub mod proxy;

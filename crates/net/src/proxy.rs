@@ -150,6 +150,46 @@ impl ServiceProxy {
         stats_for(&self.inner, id)
     }
 
+    /// Prometheus text of the proxy's counters per Service port.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write;
+        let stats: Vec<(Arc<str>, Arc<PortStats>)> = self
+            .inner
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut out = String::new();
+        for (name, help, kind, pick) in [
+            (
+                "switchyard_service_connections_total",
+                "Connections proxied per Service port.",
+                "counter",
+                (|s: &PortStats| s.connections.load(Ordering::Relaxed)) as fn(&PortStats) -> u64,
+            ),
+            (
+                "switchyard_service_active_connections",
+                "Connections open now per Service port.",
+                "gauge",
+                |s: &PortStats| s.active.load(Ordering::Relaxed),
+            ),
+            (
+                "switchyard_service_refused_connections_total",
+                "Connections refused: no ready or reachable endpoint.",
+                "counter",
+                |s: &PortStats| s.refused.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (id, s) in &stats {
+                let _ = writeln!(out, "{name}{{service=\"{id}\"}} {}", pick(s));
+            }
+        }
+        out
+    }
+
     /// Closes every listener.
     pub fn shutdown(&self) {
         for (_, task) in self.lock_listeners().drain() {

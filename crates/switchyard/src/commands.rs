@@ -393,6 +393,9 @@ pub async fn describe(
         if info.kind == "Service" {
             out.push_str(&service_endpoints(client, namespace, &name).await?);
         }
+        if info.kind == "Ingress" {
+            out.push_str(&ingress_details(&object));
+        }
         let uid = object["metadata"]["uid"].as_str().unwrap_or("");
         let events_path = format!(
             "{}?fieldSelector=involvedObject.uid%3D{uid}",
@@ -497,6 +500,74 @@ async fn service_endpoints(client: &Client, namespace: &str, name: &str) -> anyh
         out.push_str(&format!("NotReadyEndpoints:  {}\n", list(&not_ready)));
     }
     Ok(out)
+}
+
+/// kubectl's rules table of `describe ing`, plus the canary settings and whether the
+/// canary merged into a primary.
+fn ingress_details(ingress: &Value) -> String {
+    let mut rows = vec![vec![
+        "Host".to_string(),
+        "Path".to_string(),
+        "Backend".to_string(),
+    ]];
+    let backend = |b: &Value| {
+        let port = &b["service"]["port"];
+        let port = port["number"].as_i64().map_or_else(
+            || port["name"].as_str().unwrap_or("").to_string(),
+            |n| n.to_string(),
+        );
+        format!("{}:{port}", b["service"]["name"].as_str().unwrap_or(""))
+    };
+    for rule in ingress["spec"]["rules"].as_array().into_iter().flatten() {
+        let host = rule["host"].as_str().unwrap_or("*");
+        for path in rule["http"]["paths"].as_array().into_iter().flatten() {
+            rows.push(vec![
+                host.to_string(),
+                format!(
+                    "{} ({})",
+                    path["path"].as_str().unwrap_or("/"),
+                    path["pathType"].as_str().unwrap_or("")
+                ),
+                backend(&path["backend"]),
+            ]);
+        }
+    }
+    let mut out = String::from("Rules:\n");
+    for line in printers::align(&rows).lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    if let Some(default) = ingress["spec"].get("defaultBackend") {
+        out.push_str(&format!("Default backend:    {}\n", backend(default)));
+    }
+    let annotations = ingress["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let prefix = "nginx.ingress.kubernetes.io/";
+    let canary: Vec<String> = annotations
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.strip_prefix(prefix)
+                    .or_else(|| k.strip_prefix("switchyard.dev/"))?,
+                v,
+            ))
+        })
+        .filter(|(k, _)| k.starts_with("canary"))
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    if !canary.is_empty() {
+        out.push_str(&format!("Canary:             {}\n", canary.join(", ")));
+        let error = ingress["status"]["loadBalancer"]["ingress"][0]["ports"][0]["error"].as_str();
+        let served = ingress["status"]["loadBalancer"]["ingress"].is_array();
+        let merged = match (served, error) {
+            (_, Some(error)) => format!("no: {error}"),
+            (true, None) => "yes".to_string(),
+            (false, None) => "not yet (no ingress has served it)".to_string(),
+        };
+        out.push_str(&format!("Canary merged:      {merged}\n"));
+    }
+    out
 }
 
 fn describe_object(object: &Value) -> String {

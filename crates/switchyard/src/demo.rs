@@ -17,6 +17,8 @@ use crate::printers;
 const REPLICAS: i64 = 3;
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
 const PODS: &str = "/api/v1/namespaces/default/pods";
+/// The example the canary step applies, built into the binary so the demo runs anywhere.
+const CANARY_EXAMPLE: &str = include_str!("../../../examples/canary-ingress.yaml");
 
 fn step(text: &str) {
     let _ = write_out(&format!("\n==> {text}\n"));
@@ -101,6 +103,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let any_port = "127.0.0.1:0".parse().expect("static address");
     let server = switchyard_local::start(switchyard_local::ServerConfig {
         dns_listen: Some(any_port),
+        ingress_listen: Some(any_port),
         ..switchyard_local::ServerConfig::new(dir.path().to_path_buf(), any_port)
     })
     .await?;
@@ -110,9 +113,13 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     ));
     let client = Client::connect(dir.path())?;
     let dns = server.dns_address.context("the demo server serves DNS")?;
+    let ingress = server
+        .ingress_address
+        .context("the demo server serves the ingress")?;
     let result = async {
         tour(&client).await?;
-        services(&client, dns).await
+        services(&client, dns).await?;
+        canary_ingress(&client, ingress).await
     }
     .await;
     step("Cleaning up: stopping the server and its pods");
@@ -393,6 +400,99 @@ async fn services(client: &Client, dns: std::net::SocketAddr) -> anyhow::Result<
         "  DNS {docs} CNAME -> {} (ExternalName: a DNS name only, no address, no proxy)",
         cname.records.join(", ")
     ));
+    Ok(())
+}
+
+/// The hand-rolled canary example, served by the ingress: the weight splits traffic and
+/// the header sends a request to the canary on demand.
+async fn canary_ingress(client: &Client, ingress: std::net::SocketAddr) -> anyhow::Result<()> {
+    step("A hand-rolled canary through the ingress (examples/canary-ingress.yaml)");
+    let loaded = switchyard_api::manifest::load_str("examples/canary-ingress.yaml", CANARY_EXAMPLE);
+    ensure!(
+        loaded.errors.is_empty(),
+        "the example does not load: {:?}",
+        loaded.errors
+    );
+    let items: Vec<Value> = loaded
+        .manifests
+        .iter()
+        .map(|m| m.resource.to_value())
+        .collect();
+    client
+        .send_json(
+            Method::POST,
+            "/switchyard/v1/apply?namespace=default",
+            &json!({"items": items}),
+        )
+        .await?;
+    for m in &loaded.manifests {
+        say(&format!(
+            "{} applied",
+            printers::name_of(m.resource.info(), &m.resource.to_value())
+        ));
+    }
+    let address = ingress.to_string();
+    let get = |canary: bool| {
+        let address = address.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(&address).await?;
+            let header = if canary { "X-Canary: always\r\n" } else { "" };
+            let request =
+                format!("GET / HTTP/1.1\r\nHost: web.local\r\n{header}Connection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await?;
+            anyhow::Ok(response)
+        }
+    };
+    // Wait until both tracks answer (their pods start just now).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stable_ok = get(false)
+            .await
+            .is_ok_and(|r| r.contains("\"version\":\"blue\""));
+        let canary_ok = get(true)
+            .await
+            .is_ok_and(|r| r.contains("\"version\":\"green\""));
+        if stable_ok && canary_ok {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the ingress did not route web.local to both tracks"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let total = 400;
+    let mut green = 0;
+    for _ in 0..total {
+        let response = get(false).await?;
+        ensure!(
+            response.starts_with("HTTP/1.1 200"),
+            "the ingress answered {}",
+            response.lines().next().unwrap_or("")
+        );
+        if response.contains("\"version\":\"green\"") {
+            green += 1;
+        }
+    }
+    // Binomial(400, 0.1): mean 40, sd 6; five standard deviations either side.
+    ensure!(
+        (10..=70).contains(&green),
+        "{green} of {total} requests reached the canary at weight 10"
+    );
+    say(&format!(
+        "  {total} requests to web.local: {} stable (blue), {green} canary (green) at canary-weight 10",
+        total - green
+    ));
+    for _ in 0..20 {
+        ensure!(
+            get(true).await?.contains("\"version\":\"green\""),
+            "X-Canary: always did not reach the canary"
+        );
+    }
+    say("  20 requests with X-Canary: always: all canary (green)");
     Ok(())
 }
 

@@ -79,6 +79,12 @@ enum Command {
         /// The node address NodePort Services listen on.
         #[arg(long, default_value = "127.0.0.1")]
         node_address: std::net::Ipv4Addr,
+        /// Where the ingress serves HTTP/1.1 and h2c.
+        #[arg(long, default_value = switchyard_local::server::DEFAULT_INGRESS_LISTEN)]
+        ingress_listen: SocketAddr,
+        /// Do not serve the ingress.
+        #[arg(long)]
+        no_ingress: bool,
     },
     /// The built-in demo app that `switchyard/demo:TAG` pods run.
     #[command(hide = true)]
@@ -245,11 +251,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dns_listen,
             no_dns,
             node_address,
+            ingress_listen,
+            no_ingress,
         } => {
             let config = switchyard_local::ServerConfig {
                 config_file: config,
                 dns_listen: (!no_dns).then_some(dns_listen),
                 node_address,
+                ingress_listen: (!no_ingress).then_some(ingress_listen),
                 ..switchyard_local::ServerConfig::new(data_dir.clone(), listen)
             };
             runtime()?.block_on(commands::server(config))

@@ -69,6 +69,28 @@ fn wait_answering(address: &str, version: &str) {
     );
 }
 
+fn wait_ready_endpoints(server: &Server, service: &str, count: usize) {
+    wait_for(
+        &format!("{count} ready endpoints of {service}"),
+        Duration::from_secs(30),
+        || {
+            let (_, slices) = server.api(
+            "GET",
+            &format!("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D{service}"),
+            None,
+        );
+            let ready = slices["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                .filter(|e| e["conditions"]["ready"] == true)
+                .count();
+            (ready == count).then_some(())
+        },
+    );
+}
+
 fn dig(server: &Server, name: &str, kind: &str) -> (String, String) {
     let (host, port) = server.dns.rsplit_once(':').unwrap();
     let out = Command::new("dig")
@@ -158,16 +180,23 @@ fn every_service_type_answers_as_its_type_promises() {
         "blue",
     );
 
-    // Connections spread over both pods.
-    let pods: std::collections::BTreeSet<String> = (0..8)
-        .map(|_| {
-            version_at(&format!("{cluster_ip}:80")).unwrap()["pod"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(pods.len(), 2, "{pods:?}");
+    // Connections spread over both pods, once both are ready.
+    wait_ready_endpoints(&server, "web", 2);
+    // The proxy follows the slices within a moment: poll, bounded.
+    wait_for(
+        "connections spread over both pods",
+        Duration::from_secs(10),
+        || {
+            let pods: std::collections::BTreeSet<String> = (0..8)
+                .filter_map(|_| {
+                    version_at(&format!("{cluster_ip}:80")).ok()?["pod"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .collect();
+            (pods.len() == 2).then_some(())
+        },
+    );
 
     // DNS: A, headless A set, SRV, CNAME, NXDOMAIN.
     let (status, a) = dig(&server, "web.default.svc.cluster.local", "A");

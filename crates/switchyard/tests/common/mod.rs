@@ -38,6 +38,8 @@ pub struct Server {
     pub token: String,
     /// Where cluster DNS answers.
     pub dns: String,
+    /// Where the ingress serves HTTP.
+    pub ingress: String,
 }
 
 impl Server {
@@ -55,6 +57,7 @@ impl Server {
             address: String::new(),
             token: String::new(),
             dns: String::new(),
+            ingress: String::new(),
         };
         server.spawn();
         server
@@ -77,6 +80,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--node-address",
                 &self.node_address,
+                "--ingress-listen",
+                "127.0.0.1:0",
             ])
             .env("SWITCHYARD_DATA_DIR", self.data_dir())
             .stdin(Stdio::null())
@@ -90,11 +95,14 @@ impl Server {
             let v: Value = serde_json::from_str(&text).ok()?;
             Some((
                 v["address"].as_str()?.to_string(),
-                v["dns"].as_str().unwrap_or("").to_string(),
+                (
+                    v["dns"].as_str().unwrap_or("").to_string(),
+                    v["ingress"].as_str().unwrap_or("").to_string(),
+                ),
             ))
         });
         self.address = address;
-        self.dns = dns;
+        (self.dns, self.ingress) = dns;
         self.token = std::fs::read_to_string(self.data_dir().join("token")).unwrap();
         wait_for("healthz", Duration::from_secs(10), || {
             (http(&self.address, "GET", "/healthz", None, None).0 == 200).then_some(())

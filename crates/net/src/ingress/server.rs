@@ -1,0 +1,502 @@
+//! The ingress HTTP server: HTTP/1.1 and h2c, routing by the current [`RoutingTable`]
+//! snapshot, ingress-nginx canary decisions, and a reverse proxy with keep-alive pooling,
+//! retries of idempotent requests on connect failures, forwarding headers, timeouts, size
+//! limits and WebSocket pass-through.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use super::routing::{Backend, RequestView, RoutingTable};
+use crate::metrics::{BackendKey, Metrics, Role};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
+
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Whether an upstream request failed because the client's body exceeded the limit.
+fn is_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Limits and timeouts of the ingress.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request head (request line and headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Largest request body; larger gets 413.
+    pub max_body_bytes: u64,
+    /// Time a client has to send its request head (slow clients are cut off).
+    pub header_read_timeout: Duration,
+    /// Time the upstream has to answer with response headers; past it, 504.
+    pub response_header_timeout: Duration,
+    /// Time to connect to an upstream before trying the next endpoint.
+    pub connect_timeout: Duration,
+    /// Idle keep-alive connections to upstreams are closed after this.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            response_header_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where a backend Service's traffic goes now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// Ready endpoints of the Service port.
+    Endpoints(Vec<SocketAddr>),
+    /// An ExternalName Service: proxied to `host:port`.
+    External(String, u16),
+}
+
+/// The routing snapshot: routes plus where each backend goes.
+#[derive(Default)]
+pub struct IngressTable {
+    /// Routes from the Ingresses of our class.
+    pub routes: RoutingTable,
+    /// Upstreams by backend.
+    pub upstreams: HashMap<Backend, Upstream>,
+}
+
+/// The ingress: the current table, the upstream connection pool, and the metrics.
+pub struct Ingress {
+    table: ArcSwap<IngressTable>,
+    client: Client<HttpConnector, Body>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    next: AtomicUsize,
+    random: AtomicU64,
+    request_ids: AtomicU64,
+}
+
+/// Headers that describe one hop and must not be forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+impl Ingress {
+    /// An ingress with an empty table.
+    pub fn new(metrics: Arc<Metrics>, limits: Limits) -> Arc<Ingress> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(limits.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(limits.idle_timeout)
+            .pool_max_idle_per_host(256)
+            .timer(TokioTimer::new())
+            .build(connector);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        Arc::new(Ingress {
+            table: ArcSwap::from_pointee(IngressTable::default()),
+            client,
+            metrics,
+            limits,
+            next: AtomicUsize::new(0),
+            random: AtomicU64::new(seed),
+            request_ids: AtomicU64::new(seed.rotate_left(17)),
+        })
+    }
+
+    /// Swaps in a new table; requests in flight keep the one they started with.
+    pub fn update(&self, table: IngressTable) {
+        self.table.store(Arc::new(table));
+    }
+
+    /// The metrics the ingress records.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A uniform number in [0, 1) from a lock-free SplitMix64 stream.
+    fn random(&self) -> f64 {
+        let mut z = self
+            .random
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn request_id(&self) -> String {
+        let n = self
+            .request_ids
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        format!("{n:016x}{:016x}", n.rotate_left(29) ^ 0x5851_F42D_4C95_7F2D)
+    }
+}
+
+/// Serves HTTP/1.1 and h2c on `listener` until `shutdown` resolves; a failing connection
+/// or backend never takes the listener down.
+pub async fn serve(
+    listener: TcpListener,
+    ingress: Arc<Ingress>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(ingress.limits.max_header_bytes.max(8192))
+        .header_read_timeout(ingress.limits.header_read_timeout)
+        .timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ingress accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let ingress = ingress.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let ingress = ingress.clone();
+            async move { Ok::<_, Infallible>(handle(&ingress, request, peer).await) }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    // In-flight requests finish; idle connections close.
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(
+            Full::new(Bytes::from(format!("{message}\n")))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .expect("static response parts")
+}
+
+struct View<'a> {
+    headers: &'a HeaderMap,
+}
+
+impl RequestView for View<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+fn host_of(request: &Request<Incoming>) -> String {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    // Strip a port; keep IPv6 literals whole.
+    let host = match host.rsplit_once(':') {
+        Some((h, port))
+            if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(']')
+                || h.starts_with('[') =>
+        {
+            h
+        }
+        _ => host,
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+        && headers.contains_key(header::UPGRADE)
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Headers named by Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && *n == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if !keep_upgrade {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let table = ingress.table.load_full();
+    let host = host_of(&request);
+    let path = request.uri().path().to_string();
+    let Some(route) = table.routes.find(&host, &path) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "404 Not Found: no Ingress rule matches this host and path",
+        );
+    };
+    let canary = route.canary.as_ref().filter(|c| {
+        c.config.choose(
+            &View {
+                headers: request.headers(),
+            },
+            ingress.random(),
+        )
+    });
+    let (backend, ingress_name, role) = match canary {
+        Some(c) => (&c.backend, &c.ingress, Role::Canary),
+        None => (&route.backend, &route.ingress, Role::Stable),
+    };
+    let key = BackendKey {
+        ingress: format!("{}/{}", ingress_name.0, ingress_name.1),
+        service: format!("{}/{}", backend.namespace, backend.service),
+        role,
+    };
+    let stats = ingress.metrics.backend(&key);
+    let length = |headers: &HeaderMap| {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    };
+    if let Some(n) = length(request.headers()) {
+        stats.bytes_in.fetch_add(n, Ordering::Relaxed);
+    }
+    stats.active.fetch_add(1, Ordering::Relaxed);
+    let response = proxy(ingress, &table, backend, request, peer, &host).await;
+    stats.active.fetch_sub(1, Ordering::Relaxed);
+    stats.record(response.status().as_u16(), started.elapsed());
+    if let Some(n) = length(response.headers()) {
+        stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+    response
+}
+
+async fn proxy(
+    ingress: &Ingress,
+    table: &IngressTable,
+    backend: &Backend,
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    host: &str,
+) -> Response<Body> {
+    let targets: Vec<String> = match table.upstreams.get(backend) {
+        None => Vec::new(),
+        Some(Upstream::External(name, port)) => vec![format!("{name}:{port}")],
+        Some(Upstream::Endpoints(endpoints)) => {
+            let n = endpoints.len();
+            let start = ingress.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
+            (0..n)
+                .map(|i| endpoints[(start + i) % n].to_string())
+                .collect()
+        }
+    };
+    if targets.is_empty() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Temporarily Unavailable: the backend has no ready endpoint",
+        );
+    }
+    if request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > ingress.limits.max_body_bytes)
+    {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "413 Request Entity Too Large",
+        );
+    }
+    let upgrade = is_upgrade(request.headers());
+    let mut headers = request.headers().clone();
+    strip_hop_by_hop(&mut headers, upgrade);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let client_ip = peer.ip().to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {client_ip}"),
+        None => client_ip.clone(),
+    };
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set(&mut headers, "x-forwarded-for", &forwarded_for);
+    set(&mut headers, "x-real-ip", &client_ip);
+    set(&mut headers, "x-forwarded-proto", "http");
+    set(&mut headers, "x-forwarded-host", host);
+    if !headers.contains_key("x-request-id") {
+        set(&mut headers, "x-request-id", &ingress.request_id());
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let method = request.method().clone();
+    // Only bodiless idempotent requests can be retried on another endpoint.
+    let has_body = request.headers().contains_key(header::CONTENT_LENGTH)
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let retriable = !has_body
+        && matches!(
+            method.as_str(),
+            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+        );
+    let mut client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let mut body = Some(request.into_body());
+    for (attempt, target) in targets.iter().enumerate() {
+        let uri = format!("http://{target}{path}");
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .version(hyper::Version::HTTP_11);
+        *builder.headers_mut().expect("fresh builder") = headers.clone();
+        let upstream_body: Body = match body.take() {
+            Some(incoming) => {
+                Limited::new(incoming, ingress.limits.max_body_bytes as usize).boxed()
+            }
+            None => empty(),
+        };
+        let Ok(upstream_request) = builder.body(upstream_body) else {
+            return text(StatusCode::BAD_REQUEST, "400 Bad Request");
+        };
+        let sent = tokio::time::timeout(
+            ingress.limits.response_header_timeout,
+            ingress.client.request(upstream_request),
+        )
+        .await;
+        match sent {
+            Err(_) => {
+                return text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "504 Gateway Time-out: the upstream did not answer in time",
+                );
+            }
+            Ok(Ok(mut response)) => {
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(client_upgrade) = client_upgrade.take()
+                {
+                    let upstream_upgrade = hyper::upgrade::on(&mut response);
+                    tokio::spawn(async move {
+                        if let (Ok(client), Ok(upstream)) =
+                            (client_upgrade.await, upstream_upgrade.await)
+                        {
+                            let _ = tokio::io::copy_bidirectional(
+                                &mut TokioIo::new(client),
+                                &mut TokioIo::new(upstream),
+                            )
+                            .await;
+                        }
+                    });
+                    let (parts, _) = response.into_parts();
+                    return Response::from_parts(parts, empty());
+                }
+                let (mut parts, incoming) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers, false);
+                return Response::from_parts(parts, incoming.map_err(BoxError::from).boxed());
+            }
+            Ok(Err(error)) => {
+                let connect_failed = error.is_connect();
+                let more = attempt + 1 < targets.len();
+                if connect_failed && retriable && more {
+                    continue;
+                }
+                if is_too_large(&error) {
+                    return text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "413 Request Entity Too Large",
+                    );
+                }
+                tracing::debug!(%error, target, "upstream request failed");
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: the upstream failed",
+                );
+            }
+        }
+    }
+    text(
+        StatusCode::BAD_GATEWAY,
+        "502 Bad Gateway: no upstream could be reached",
+    )
+}
