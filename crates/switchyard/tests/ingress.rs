@@ -628,3 +628,35 @@ fn changing_routes_under_continuous_load_fails_no_request() {
     );
     assert!(count > 50, "only {count} requests");
 }
+
+#[test]
+fn h2c_with_prior_knowledge_is_served() {
+    let server = Server::start();
+    let echo = upstream("echo");
+    let mut objects = service_to("echo", echo);
+    objects.push(ingress(
+        "echo",
+        "echo.local",
+        "/",
+        "Prefix",
+        "echo",
+        json!({}),
+    ));
+    apply(&server, objects);
+    wait_routed(&server, "echo.local", "/", "echo");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-H",
+            "Host: echo.local",
+            "-w",
+            "\n%{http_version} %{http_code}",
+        ])
+        .arg(format!("http://{}/h2", server.ingress))
+        .output()
+        .expect("curl is needed for the h2c test: apt-get install curl (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n2 200"), "{text}");
+    assert!(text.contains("\"upstream\":\"echo\""), "{text}");
+}
