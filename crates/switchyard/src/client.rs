@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -199,36 +199,31 @@ impl Client {
         path: &str,
         mut on_event: impl FnMut(Value) -> bool,
     ) -> anyhow::Result<()> {
-        let response = self.send(Method::GET, path, None).await?;
-        let code = response.status();
-        let mut body = response.into_body();
-        if !code.is_success() {
-            let bytes = body.collect().await?.to_bytes();
-            let status = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            return Err(ApiFailure { code, status }.into());
-        }
         let mut buffer = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.context("reading the watch stream")?;
-            let Some(data) = frame.data_ref() else {
-                continue;
-            };
-            buffer.extend_from_slice(data);
+        let mut outcome = Ok(());
+        self.stream(path, |chunk| {
+            buffer.extend_from_slice(chunk);
             while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
-                let event: Value =
-                    serde_json::from_slice(&line).context("decoding a watch event")?;
+                let event: Value = match serde_json::from_slice(&line) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        outcome = Err(anyhow!("decoding a watch event: {e}"));
+                        return false;
+                    }
+                };
                 if event["type"] == "ERROR" {
-                    bail!(
-                        "watch ended: {}",
-                        event["object"]["message"].as_str().unwrap_or("error")
-                    );
+                    let message = event["object"]["message"].as_str().unwrap_or("error");
+                    outcome = Err(anyhow!("watch ended: {message}"));
+                    return false;
                 }
                 if !on_event(event) {
-                    return Ok(());
+                    return false;
                 }
             }
-        }
-        Ok(())
+            true
+        })
+        .await?;
+        outcome
     }
 }

@@ -516,6 +516,7 @@ fn the_services_example_is_reachable_as_each_type_promises() {
     wait_answering(&format!("{lb}:80"), "blue");
     let (_, cname) = dig(&server, "external-api.default.svc.cluster.local", "CNAME");
     assert_eq!(cname, "example.com.");
+    wait_ready_endpoints(&server, "clusterip-demo", 2);
     let described = stdout(&server.cli(&["describe", "svc", "clusterip-demo"]));
     let endpoints = described
         .lines()

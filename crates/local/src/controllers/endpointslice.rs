@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use switchyard_api::validation::labels::map_selector_matches;
 use switchyard_store::{DeleteOptions, ObjectKey, Store, StoreError, Subresource, WatchEvent};
 
+use crate::controllers::string_map;
 use crate::runtime::{Context, Controller, Next, ReconcileError, ReconcileFuture};
 
 /// Label naming a slice's Service.
@@ -22,15 +23,6 @@ pub const MANAGED_BY: &str = "endpointslice-controller.switchyard.dev";
 
 /// The EndpointSlice controller.
 pub struct EndpointSliceController;
-
-fn string_map(value: &Value) -> BTreeMap<String, String> {
-    value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect()
-}
 
 fn service_key(namespace: &str, name: &str) -> ObjectKey {
     ObjectKey {

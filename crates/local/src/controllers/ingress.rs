@@ -3,7 +3,7 @@
 //! ingress address in each Ingress's status, and says (event and status) when a canary
 //! Ingress cannot be merged.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use switchyard_net::ingress::server::{Ingress, IngressTable, Upstream};
 use switchyard_store::{ObjectKey, Store, Subresource, WatchEvent};
 
 use crate::controllers::endpointslice::SERVICE_NAME_LABEL;
+use crate::controllers::string_map;
 use crate::runtime::{Context, Controller, Next, ReconcileFuture};
 
 /// The controller name IngressClasses name to be served by Switchyard.
@@ -37,15 +38,6 @@ fn the_key() -> ObjectKey {
         namespace: String::new(),
         name: "*ingress*".into(),
     }
-}
-
-fn string_map(value: &Value) -> BTreeMap<String, String> {
-    value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect()
 }
 
 impl Controller for IngressController {

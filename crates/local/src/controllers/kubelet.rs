@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use switchyard_node::{Node, PodRun};
 use switchyard_store::{ObjectKey, Store, StoreError, Subresource, WatchEvent, now_rfc3339};
 
+use crate::controllers::string_map;
 use crate::runtime::{Context, Controller, Next, ReconcileError, ReconcileFuture};
 
 /// Finalizer that holds a pod while its processes stop.
@@ -99,15 +100,6 @@ fn finalizers(pod: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(|f| f.as_str().map(str::to_string))
-        .collect()
-}
-
-fn string_map(value: &Value) -> std::collections::BTreeMap<String, String> {
-    value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
         .collect()
 }
 
@@ -224,6 +216,16 @@ impl Kubelet {
                 key.namespace, key.name
             ),
         );
+        if admitted["spec"]["initContainers"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+        {
+            ctx.recorder.warning(
+                &admitted,
+                "InitContainersNotRun",
+                "init containers are not run by the single-host engine yet; the pod's regular containers start without them",
+            );
+        }
         Ok(admitted)
     }
 
