@@ -65,13 +65,29 @@ fn allocate_ip(store: &Store) -> Option<Ipv4Addr> {
         .filter_map(|p| p["status"]["podIP"].as_str()?.parse::<Ipv4Addr>().ok())
         .map(u32::from)
         .collect();
-    used.extend(listening_addresses());
+    used.extend(listening_addresses_cached());
     let span = POD_RANGE_END - POD_RANGE_START + 1;
     let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u32;
     (0..span)
         .map(|i| POD_RANGE_START + (start + i) % span)
         .find(|ip| !used.contains(ip))
         .map(Ipv4Addr::from)
+}
+
+/// [`listening_addresses`], re-read at most every two seconds: the kernel formats every
+/// TCP socket of the host for /proc/net/tcp, which is costly when many pods start at once.
+/// Addresses are random in a range of a million, so a stale view rarely matters.
+fn listening_addresses_cached() -> HashSet<u32> {
+    static CACHE: Mutex<Option<(std::time::Instant, HashSet<u32>)>> = Mutex::new(None);
+    let mut cache = lock(&CACHE);
+    match &*cache {
+        Some((at, set)) if at.elapsed() < Duration::from_secs(2) => set.clone(),
+        _ => {
+            let set = listening_addresses();
+            *cache = Some((std::time::Instant::now(), set.clone()));
+            set
+        }
+    }
 }
 
 /// IPv4 addresses with a listening TCP socket, from /proc/net/tcp.
