@@ -20,7 +20,8 @@
 #   DURATION (10s), THREADS (2), CONNECTIONS (64), BULK_CONNECTIONS (4),
 #   HAPROXY_THREADS (2), RESULTS_DIR (keep the raw wrk outputs there), QUIET_BUSY (10) and
 #   QUIET_WAIT (60): before each run, wait up to QUIET_WAIT s for the CPUs to be at most
-#   QUIET_BUSY % busy (shared machines), and flag runs that started busier.
+#   QUIET_BUSY % busy (shared machines); NOISY (10): the summary counts the runs during
+#   which other processes used more than NOISY % of the CPUs.
 # Traffic goes only to 127.0.0.0/8; every wait has a deadline; a trap stops the server (and
 # its pods), HAProxy and nginx and removes the temp dir, on success and on failure alike.
 
@@ -326,8 +327,33 @@ log "pod $POD_IP:8080, ClusterIP $WEB_IP:80, bulk ClusterIP $BULK_IP:9000 -> ngi
 # --- measuring ----------------------------------------------------------------------------
 
 CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { # utime + stime of a process (all its threads), in clock ticks
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+NCPU=$(nproc)
+
+# utime + stime of processes (all their threads), in clock ticks; a process that is gone
+# counts 0 (the server is checked separately).
+cpu_ticks() {
+    local pid
+    for pid in "$@"; do
+        sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null || true
+    done | awk '{ s += $12 + $13 } END { print s + 0 }'
+}
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4; exit }' /proc/stat; } # user+nice+system
+children_ticks() { # CPU of this shell's finished children (wrk), from the `times` builtin
+    times >"$TMP/times" # no subshell: a subshell's children times start at 0
+    awk -v hz="$CLK_TCK" 'NR == 2 {
+        s = 0
+        for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] }
+        printf "%.0f", s * hz
+    }' "$TMP/times"
+}
+# Every process of this benchmark but wrk: server, pods, HAProxy, nginx master and worker.
+our_pids() {
+    local file
+    echo "$SERVER_PID" "$HAPROXY_PID" "$NGINX_PID"
+    cat "/proc/$NGINX_PID/task/"*/children 2>/dev/null || true
+    while IFS= read -r file; do
+        awk '{ print $1 }' "$file"
+    done < <(find "$DATA/pods" -name '*.pid' 2>/dev/null)
 }
 
 # Busy share of all CPUs (percent) over one second, from /proc/stat.
@@ -344,18 +370,20 @@ busy_pct() {
     }'
 }
 
-# Other engineers' builds and tests share the machine: before each run, wait (at most
-# QUIET_WAIT seconds) until the CPUs are at most QUIET_BUSY percent busy; a run that starts
-# on a busier machine is flagged in the results.
+# Other engineers' builds and tests may share the machine. Before each run, wait (at most
+# QUIET_WAIT seconds) until the CPUs are at most QUIET_BUSY percent busy; during each run,
+# measure the CPU that processes other than this benchmark's used (user+system time of the
+# machine minus that of wrk, server, pods, HAProxy and nginx; softirq time is left out, as
+# it is not charged to processes), in percent of all CPUs. Both are in the results.
 QUIET_BUSY=${QUIET_BUSY:-10}
 QUIET_WAIT=${QUIET_WAIT:-60}
-wait_quiet() { # sets BUSY
-    local deadline=$((SECONDS + QUIET_WAIT))
+wait_quiet() {
+    local deadline=$((SECONDS + QUIET_WAIT)) busy
     while :; do
-        BUSY=$(busy_pct)
-        ((BUSY <= QUIET_BUSY)) && return 0
+        busy=$(busy_pct)
+        ((busy <= QUIET_BUSY)) && return 0
         if ((SECONDS >= deadline)); then
-            log "warning: the machine is still ${BUSY}% busy (other processes); running anyway"
+            log "warning: the machine is still ${busy}% busy (other processes); running anyway"
             return 0
         fi
     done
@@ -394,25 +422,34 @@ parse_wrk() {
 }
 
 # run_wrk NAME ROUND PID(or -) URL WRK-ARGS...: one run; appends a line to $RAW/results:
-# name round req/s p50_ms p99_ms MiB/s errors proxy_cpu_s busy%_before
+# name round req/s p50_ms p99_ms MiB/s errors proxy_cpu_s foreign_cpu_%
 run_wrk() {
-    local name=$1 round=$2 pid=$3 url=$4 before after cpu out rps p50 p99 mibs errors
+    local name=$1 round=$2 pid=$3 url=$4 out cpu foreign rps p50 p99 mibs errors
+    local -a ours
+    local m0 o0 w0 p0 m1 o1 w1 p1 start
     shift 4
     out=$RAW/$name-round$round.txt
     wait_quiet
-    [[ $pid == - ]] || before=$(cpu_ticks "$pid")
+    read -r -d '' -a ours < <(our_pids) || true
+    m0=$(machine_ticks) o0=$(cpu_ticks "${ours[@]}") p0=$(cpu_ticks "${pid/-/}")
+    w0=$(children_ticks)
+    start=$(date +%s.%N)
     wrk "$@" "$url" >"$out" 2>&1 || die "wrk failed for $name: $(cat "$out")"
+    w1=$(children_ticks)
+    p1=$(cpu_ticks "${pid/-/}") o1=$(cpu_ticks "${ours[@]}") m1=$(machine_ticks)
+    [[ -d /proc/$SERVER_PID ]] ||
+        die "the switchyard server (pid $SERVER_PID) exited during the $name run: it was signalled or crashed (log: $(tail -n 3 "$TMP/server.log" | tr '\n' ' '))"
     cpu=-
-    if [[ $pid != - ]]; then
-        after=$(cpu_ticks "$pid")
-        cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
-    fi
+    [[ $pid == - ]] || cpu=$(awk -v t=$((p1 - p0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+    foreign=$(awk -v t=$(((m1 - m0) - (o1 - o0) - (w1 - w0))) -v hz="$CLK_TCK" -v n="$NCPU" \
+        -v start="$start" -v end="$(date +%s.%N)" \
+        'BEGIN { f = 100 * t / hz / n / (end - start); printf "%.0f", f < 0 ? 0 : f }')
     read -r rps p50 p99 mibs errors < <(parse_wrk "$out")
     [[ $rps != - && $mibs != - ]] || die "could not parse wrk output for $name: $(cat "$out")"
     ((errors == 0)) || log "warning: $name round $round: $errors socket errors or non-2xx responses"
-    echo "$name $round $rps $p50 $p99 $mibs $errors $cpu $BUSY" >>"$RAW/results"
-    log "$(printf '%-16s round %d: %10.0f req/s  p50 %7s ms  p99 %7s ms  %8.1f MiB/s  proxy CPU %5s s  (busy before: %s%%)' \
-        "$name" "$round" "$rps" "$p50" "$p99" "$mibs" "$cpu" "$BUSY")"
+    echo "$name $round $rps $p50 $p99 $mibs $errors $cpu $foreign" >>"$RAW/results"
+    log "$(printf '%-16s round %d: %10.0f req/s  p50 %7s ms  p99 %7s ms  %8.1f MiB/s  proxy CPU %5s s  other processes %s%% CPU' \
+        "$name" "$round" "$rps" "$p50" "$p99" "$mibs" "$cpu" "$foreign")"
 }
 
 : >"$RAW/results"
@@ -469,7 +506,7 @@ kill -0 "$HAPROXY_PID" 2>/dev/null || die "haproxy died during the runs"
 
 # --- summary ------------------------------------------------------------------------------
 
-# median NAME COLUMN (columns: 3 req/s, 4 p50, 5 p99, 6 MiB/s, 7 errors, 8 CPU s, 9 busy%)
+# median NAME COLUMN (columns: 3 req/s, 4 p50, 5 p99, 6 MiB/s, 7 errors, 8 CPU s, 9 other %)
 median() {
     awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RAW/results" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
@@ -499,16 +536,18 @@ cpu_row() { # LABEL PREFIX FUNCTION UNIT
 }
 errors() { awk -v t="$1" '$1 ~ ("^(close-|bulk-)?" t "$") { s += $7 } END { print s + 0 }' "$RAW/results"; }
 RUNS=$(wc -l <"$RAW/results")
-BUSY_RUNS=$(awk -v q="$QUIET_BUSY" '$9 > q' "$RAW/results" | wc -l)
+NOISY=${NOISY:-10}
+NOISY_RUNS=$(awk -v q="$NOISY" '$9 > q' "$RAW/results" | wc -l)
+MAX_FOREIGN=$(awk '$9 > m { m = $9 } END { print m + 0 }' "$RAW/results")
 
 echo
-echo "Per-run results (name round req/s p50_ms p99_ms MiB/s errors proxy_cpu_s busy%_before):"
+echo "Per-run results (name round req/s p50_ms p99_ms MiB/s errors proxy_cpu_s other_processes_cpu_%):"
 sort -k1,1 -k2,2n "$RAW/results"
 echo
 echo "Service proxy vs HAProxy: $(date -u +%Y-%m-%d), $(nproc) cores, switchyard $("$BIN" --version 2>/dev/null | awk '{print $NF}'), $(haproxy -v | head -n1 | awk '{print $1, $3}') nbthread $HAPROXY_THREADS, $(nginx -v 2>&1 | sed 's/.*: //'), wrk $(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
 echo "Medians of $ROUNDS rounds, target order rotated per round. Keep-alive: wrk ${WRK_HTTP[*]} URL;"
 echo "new connection per request: the same plus -H 'Connection: close'; bulk: wrk ${WRK_BULK[*]} URL (${BULK_MIB} MiB file from nginx)."
-echo "Runs that started with the machine over ${QUIET_BUSY}% busy (other processes): $BUSY_RUNS of $RUNS."
+echo "Runs during which other processes used over ${NOISY}% of the CPUs: $NOISY_RUNS of $RUNS (at most ${MAX_FOREIGN}%)."
 echo
 echo "| measure | direct (no proxy) | Switchyard ClusterIP | HAProxy 2.6 tcp | switchyard / haproxy |"
 echo "| --- | --- | --- | --- | --- |"

@@ -575,6 +575,36 @@ pub struct CanaryStatus {
     /// The background AnalysisRun.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_background_analysis_run_status: Option<RolloutAnalysisRunStatus>,
+    /// The traffic split the data plane actually serves (Argo's `TrafficWeights`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<TrafficWeights>,
+}
+
+/// The traffic split observed in the data plane (Argo's `status.canary.weights`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficWeights {
+    /// The canary's share.
+    pub canary: WeightDestination,
+    /// The stable version's share.
+    pub stable: WeightDestination,
+    /// Whether the weight was verified against the data plane.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+}
+
+/// One destination of the traffic split.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightDestination {
+    /// Percentage of traffic, 0-100.
+    pub weight: i32,
+    /// The Service receiving it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// The pod-template hash of its pods.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_template_hash: Option<String>,
 }
 
 /// Blue/green status: the hashes selected by the two Services.

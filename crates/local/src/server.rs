@@ -368,6 +368,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Arc::new(crate::controllers::loadbalancer::LoadBalancerController),
         Arc::new(crate::controllers::replicaset::ReplicaSetController),
         Arc::new(crate::controllers::deployment::DeploymentController),
+        Arc::new(crate::controllers::rollout::RolloutController),
         Arc::new(crate::controllers::dataplane::DataPlane {
             proxy: proxy.clone(),
             dns: dns.as_ref().map(|d| d.records()),

@@ -295,9 +295,11 @@ fn phase(containers: &[ContainerStatus], restart_policy: &str) -> &'static str {
     let all_succeeded = containers
         .iter()
         .all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. }));
+    // With restartPolicy Always a container is never finished, only between runs (a
+    // server stopping its pods leaves them so): the kubelet reports Running.
     match (all_succeeded, restart_policy) {
+        (_, "Always") => "Running",
         (true, _) => "Succeeded",
-        (false, "Always") => "Running",
         (false, _) => "Failed",
     }
 }

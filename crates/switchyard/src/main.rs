@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod demo;
 mod printers;
+mod rollouts;
 mod workloads;
 
 use std::io::IsTerminal;
@@ -186,14 +187,22 @@ enum Command {
         #[arg(long)]
         replicas: i32,
     },
-    /// Manage the rollout of a Deployment: status, history, undo, restart, pause, resume.
+    /// Manage a release: a Rollout (NAME or ro/NAME: get, status, promote, abort, retry,
+    /// pause, resume, undo, restart, set image) or a Deployment (deploy/NAME: status,
+    /// history, undo, restart, pause, resume).
     Rollout {
         /// What to do.
         #[arg(value_enum)]
         verb: workloads::RolloutVerb,
-        /// KIND/NAME, e.g. deploy/web.
-        #[arg(required = true, num_args = 1..=2)]
+        /// NAME or KIND/NAME, e.g. web or deploy/web; `set image NAME CONTAINER=IMAGE`.
+        #[arg(required = true, num_args = 1..=3)]
         args: Vec<String>,
+        /// For promote: skip every remaining step and pause.
+        #[arg(long)]
+        full: bool,
+        /// For get: redraw as the Rollout changes.
+        #[arg(short = 'w', long)]
+        watch: bool,
         #[command(flatten)]
         scope: Scope,
         /// For undo: the revision to return to (default: the previous one).
@@ -342,8 +351,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             scope,
             to_revision,
             timeout,
+            full,
+            watch,
         } => {
             let timeout = timeout.map(std::time::Duration::from_secs);
+            let rollout_name = rollouts::target_rollout(&args, verb);
+            if let Some(name) = rollout_name {
+                return runtime()?.block_on(async {
+                    let client = connect()?;
+                    let ns = &scope.namespace;
+                    match verb {
+                        workloads::RolloutVerb::Get => {
+                            rollouts::get(&client, ns, &name, watch).await
+                        }
+                        workloads::RolloutVerb::Status => {
+                            rollouts::status(&client, ns, &name, timeout).await
+                        }
+                        workloads::RolloutVerb::Promote => {
+                            rollouts::promote(&client, ns, &name, full).await
+                        }
+                        workloads::RolloutVerb::Undo => {
+                            rollouts::undo(&client, ns, &name, to_revision).await
+                        }
+                        workloads::RolloutVerb::Set => {
+                            let assignment = args.last().map(String::as_str).unwrap_or("");
+                            rollouts::set_image(&client, ns, &name, assignment).await
+                        }
+                        workloads::RolloutVerb::History => {
+                            anyhow::bail!("history is shown by `rollout get {name}`")
+                        }
+                        other => {
+                            let verb = format!("{other:?}").to_ascii_lowercase();
+                            rollouts::simple(&client, ns, &name, &verb).await
+                        }
+                    }
+                });
+            }
             runtime()?.block_on(async {
                 workloads::rollout(
                     &connect()?,

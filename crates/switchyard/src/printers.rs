@@ -266,17 +266,35 @@ fn columns(kind: &str) -> Vec<Column> {
             age_col,
         ],
         "Rollout" => vec![
-            ("DESIRED", false, |o| {
-                o["spec"]["replicas"].as_i64().unwrap_or(1).to_string()
+            ("STRATEGY", false, |o| {
+                let canary = o["spec"]["strategy"]["canary"].is_object();
+                if canary {
+                    "Canary".into()
+                } else {
+                    "BlueGreen".into()
+                }
             }),
-            ("CURRENT", false, |o| {
-                int(&o["status"]["replicas"]).to_string()
+            ("STATUS", false, |o| text(&o["status"]["phase"])),
+            (
+                "STEP",
+                false,
+                |o| match o["spec"]["strategy"]["canary"]["steps"].as_array() {
+                    Some(steps) => {
+                        format!("{}/{}", int(&o["status"]["currentStepIndex"]), steps.len())
+                    }
+                    None => "-".into(),
+                },
+            ),
+            ("SET-WEIGHT", false, |o| {
+                if o["spec"]["strategy"]["canary"].is_object() {
+                    int(&o["status"]["canary"]["weight"]).to_string()
+                } else {
+                    "-".into()
+                }
             }),
-            ("UP-TO-DATE", false, |o| {
-                int(&o["status"]["updatedReplicas"]).to_string()
-            }),
-            ("AVAILABLE", false, |o| {
-                int(&o["status"]["availableReplicas"]).to_string()
+            ("READY", false, |o| {
+                let desired = o["spec"]["replicas"].as_i64().unwrap_or(1);
+                format!("{}/{desired}", int(&o["status"]["readyReplicas"]))
             }),
             age_col,
         ],

@@ -129,6 +129,16 @@ pub enum RolloutVerb {
     Pause,
     /// Resume.
     Resume,
+    /// Rollouts: show the Rollout as a tree (revisions, ReplicaSets, pods, analysis runs).
+    Get,
+    /// Rollouts: past the current pause or step (`--full`: to the end).
+    Promote,
+    /// Rollouts: send all traffic back to stable now.
+    Abort,
+    /// Rollouts: start an aborted release again.
+    Retry,
+    /// Rollouts: `set image NAME CONTAINER=IMAGE`.
+    Set,
 }
 
 /// `rollout VERB deploy/NAME`.
@@ -143,7 +153,7 @@ pub async fn rollout(
     let (info, name) = target(args)?;
     if info.kind != "Deployment" {
         bail!(
-            "`rollout` works on deployments (got {}); Rollouts get their own verbs",
+            "`rollout {verb:?}` works on deployments and Rollouts (got {})",
             info.plural
         );
     }
@@ -218,6 +228,13 @@ pub async fn rollout(
             write_out(&format!("{display} rolled back\n"))?;
         }
         RolloutVerb::Status => return status(client, &path, &name, timeout).await,
+        RolloutVerb::Get
+        | RolloutVerb::Promote
+        | RolloutVerb::Abort
+        | RolloutVerb::Retry
+        | RolloutVerb::Set => {
+            bail!("`rollout {verb:?}` is for Rollouts; name one as NAME or ro/NAME")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ pub mod kubelet;
 pub mod loadbalancer;
 pub mod namespace;
 pub mod replicaset;
+pub mod rollout;
 
 use std::collections::BTreeMap;
 
