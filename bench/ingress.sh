@@ -34,7 +34,7 @@
 # Traffic goes only to 127.0.0.0/8; every wait and loop is bounded; a trap stops the server
 # (and its pods) and nginx and removes the temp dir, on success and on failure alike.
 
-set -euo pipefail
+set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${SWITCHYARD_BIN:-$ROOT/target/release/switchyard}
@@ -145,6 +145,8 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+# Any command that fails unguarded ends the run: say which one.
+trap 'log "error: line $LINENO: \"$BASH_COMMAND\" failed (status $?)"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -176,12 +178,16 @@ wait_for() {
 }
 
 declare -A TAKEN=()
-free_port() { # VAR: a TCP port nobody listens on, in 20000-49999 (below the ephemeral range)
+# Listening ports come from below the ephemeral range (ip_local_port_range), where no
+# outgoing connection (wrk, curl, the proxies' upstream connections) can hold them.
+EPHEMERAL_START=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+((EPHEMERAL_START > 11000)) || die "the ephemeral port range starts at $EPHEMERAL_START: no room for listeners below it"
+free_port() { # VAR: a TCP port nobody listens on, in 10000..EPHEMERAL_START-1
     local port i
     for ((i = 0; i < 200; i++)); do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+        port=$((10000 + (RANDOM * 32768 + RANDOM) % (EPHEMERAL_START - 10000)))
         [[ -z ${TAKEN[$port]:-} ]] || continue
-        if [[ -z $(ss -Htln "sport = :$port") ]]; then
+        if [[ -z $(ss -Htan "sport = :$port") ]]; then
             TAKEN[$port]=1
             printf -v "$1" '%s' "$port"
             return 0

@@ -337,7 +337,10 @@ cpu_ticks() {
         sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null || true
     done | awk '{ s += $12 + $13 } END { print s + 0 }'
 }
-machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4; exit }' /proc/stat; } # user+nice+system
+# Busy ticks of the machine: user, nice, system, irq, softirq. Without IRQ time accounting
+# (the usual kernel config), a tick in softirq context is charged to the interrupted process
+# as system time too, so the machine must count softirq for the two to compare.
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 children_ticks() { # CPU of this shell's finished children (wrk), from the `times` builtin
     times >"$TMP/times" # no subshell: a subshell's children times start at 0
     awk -v hz="$CLK_TCK" 'NR == 2 {
@@ -372,9 +375,9 @@ busy_pct() {
 
 # Other engineers' builds and tests may share the machine. Before each run, wait (at most
 # QUIET_WAIT seconds) until the CPUs are at most QUIET_BUSY percent busy; during each run,
-# measure the CPU that processes other than this benchmark's used (user+system time of the
-# machine minus that of wrk, server, pods, HAProxy and nginx; softirq time is left out, as
-# it is not charged to processes), in percent of all CPUs. Both are in the results.
+# measure the CPU that processes other than this benchmark's used (busy time of the machine
+# minus that of wrk, server, pods, HAProxy and nginx), in percent of all CPUs: the results
+# show it per run.
 QUIET_BUSY=${QUIET_BUSY:-10}
 QUIET_WAIT=${QUIET_WAIT:-60}
 wait_quiet() {

@@ -313,7 +313,14 @@ async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr)
             "404 Not Found: no Ingress rule matches this host and path",
         );
     };
-    let canary = route.canary.as_ref().filter(|c| {
+    // A canary without ready endpoints takes no traffic: ingress-nginx does not merge an
+    // alternative backend that has no endpoints.
+    let canary_ready = |c: &&super::routing::Canary| match table.upstreams.get(&c.backend) {
+        None => false,
+        Some(Upstream::Endpoints(endpoints)) => !endpoints.is_empty(),
+        Some(Upstream::External(..)) => true,
+    };
+    let canary = route.canary.as_ref().filter(canary_ready).filter(|c| {
         c.config.choose(
             &View {
                 headers: request.headers(),

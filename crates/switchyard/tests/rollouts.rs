@@ -1,0 +1,333 @@
+//! End-to-end tests of Rollouts: real demo pods, real traffic through the ingress and the
+//! Services, the CLI's lifecycle verbs, and a SIGKILL in the middle of a release.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn container(version: &str) -> Value {
+    json!({
+        "name": "demo", "image": format!("switchyard/demo:{version}"),
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1}
+    })
+}
+
+fn service(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+           "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
+}
+
+fn ingress(service: &str) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+           "spec": {"ingressClassName": "switchyard", "rules": [{"host": "web.local", "http": {"paths": [
+               {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]}})
+}
+
+fn rollout(strategy: Value) -> Value {
+    json!({
+        "apiVersion": "switchyard.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"terminationGracePeriodSeconds": 2, "containers": [container("blue")]}},
+            "strategy": strategy
+        }
+    })
+}
+
+fn apply(server: &Server, objects: Vec<Value>) {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let out = server.cli_with_stdin(&["apply", "-f", "-"], &list.to_string());
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn get_rollout(server: &Server) -> Value {
+    server
+        .api(
+            "GET",
+            "/apis/switchyard.dev/v1alpha1/namespaces/default/rollouts/web",
+            None,
+        )
+        .1
+}
+
+fn wait_phase(server: &Server, phase: &str, step: Option<i64>) -> Value {
+    wait_for(
+        &format!("rollout {phase} at step {step:?}"),
+        Duration::from_secs(60),
+        || {
+            let ro = get_rollout(server);
+            let generation_seen = ro["status"]["observedGeneration"].as_str()
+                == Some(&ro["metadata"]["generation"].to_string());
+            let at_step = step.is_none_or(|s| ro["status"]["currentStepIndex"].as_i64() == Some(s));
+            (generation_seen && ro["status"]["phase"] == phase && at_step).then_some(ro)
+        },
+    )
+}
+
+/// `GET /` through the ingress for `web.local`: the version that answered.
+fn version(ingress: &str) -> Result<String, String> {
+    let mut stream = TcpStream::connect(ingress).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: web.local\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    if !response.starts_with("HTTP/1.1 200") {
+        return Err(response.lines().next().unwrap_or("").to_string());
+    }
+    let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or(""))
+        .map_err(|e| e.to_string())?;
+    Ok(body["version"].as_str().unwrap_or("").to_string())
+}
+
+fn green_share(server: &Server, n: usize) -> usize {
+    (0..n)
+        .filter(|_| version(&server.ingress).unwrap() == "green")
+        .count()
+}
+
+fn cli_ok(server: &Server, args: &[&str]) -> String {
+    let out = server.cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+#[test]
+fn a_canary_walks_its_steps_with_observed_splits_and_aborts_to_stable_at_once() {
+    let mut server = Server::start();
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
+    }});
+    apply(
+        &server,
+        vec![
+            rollout(strategy),
+            service("web-stable"),
+            service("web-canary"),
+            ingress("web-stable"),
+        ],
+    );
+    wait_phase(&server, "Healthy", None);
+    wait_for("blue served", Duration::from_secs(30), || {
+        (version(&server.ingress).ok()? == "blue").then_some(())
+    });
+
+    assert_eq!(
+        cli_ok(
+            &server,
+            &[
+                "rollout",
+                "set",
+                "image",
+                "web",
+                "demo=switchyard/demo:green"
+            ]
+        ),
+        "rollout \"web\" image updated\n"
+    );
+    wait_phase(&server, "Paused", Some(1));
+    // Binomial(400, 0.2): mean 80, sd 8; five sd either side.
+    let green = green_share(&server, 400);
+    assert!(
+        (40..=120).contains(&green),
+        "{green} of 400 green at weight 20"
+    );
+    let table = cli_ok(&server, &["get", "ro"]);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()[1..5]
+            == ["Canary", "Paused", "1/4", "20"],
+        "{table}"
+    );
+
+    // SIGKILL mid-release: the server resumes at the same step, without a duplicate
+    // ReplicaSet, and the data plane serves the stored weight.
+    server.kill();
+    server.spawn();
+    let ro = wait_phase(&server, "Paused", Some(1));
+    assert_eq!(ro["status"]["canary"]["weight"], 20);
+    let (_, sets) = server.api("GET", "/apis/apps/v1/namespaces/default/replicasets", None);
+    assert_eq!(
+        sets["items"].as_array().unwrap().len(),
+        2,
+        "one ReplicaSet per version"
+    );
+    wait_for("traffic after restart", Duration::from_secs(30), || {
+        version(&server.ingress).ok()
+    });
+    let green = green_share(&server, 400);
+    assert!(
+        (40..=120).contains(&green),
+        "{green} of 400 green at weight 20 after the restart"
+    );
+
+    cli_ok(&server, &["rollout", "promote", "web"]);
+    wait_phase(&server, "Paused", Some(3));
+    let green = green_share(&server, 400);
+    assert!(
+        (150..=250).contains(&green),
+        "{green} of 400 green at weight 50"
+    );
+
+    // Abort: weight back to 0 at once, Degraded with RolloutAborted.
+    cli_ok(&server, &["rollout", "abort", "web"]);
+    let aborted = wait_for("aborted", Duration::from_secs(10), || {
+        let ro = get_rollout(&server);
+        (ro["status"]["phase"] == "Degraded").then_some(ro)
+    });
+    assert!(
+        aborted["status"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("RolloutAborted"),
+        "{}",
+        aborted["status"]
+    );
+    wait_for("all stable after abort", Duration::from_secs(5), || {
+        (green_share(&server, 50) == 0).then_some(())
+    });
+    let out = server.cli(&["rollout", "status", "web", "--timeout", "5"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "status of a Degraded rollout fails"
+    );
+
+    // Retry and promote to the end.
+    cli_ok(&server, &["rollout", "retry", "web"]);
+    wait_phase(&server, "Paused", Some(1));
+    cli_ok(&server, &["rollout", "promote", "web", "--full"]);
+    wait_phase(&server, "Healthy", None);
+    wait_for("all green", Duration::from_secs(30), || {
+        (green_share(&server, 50) == 50).then_some(())
+    });
+    let out = cli_ok(&server, &["rollout", "status", "web", "--timeout", "30"]);
+    assert!(out.ends_with("Healthy\n"), "{out}");
+}
+
+#[test]
+fn blue_green_promotes_and_rolls_back_with_zero_failed_requests_under_load() {
+    let server = Server::start();
+    let strategy = json!({"blueGreen": {"activeService": "web-active", "previewService": "web-preview", "autoPromotionEnabled": false, "scaleDownDelaySeconds": 5}});
+    apply(
+        &server,
+        vec![
+            rollout(strategy),
+            service("web-active"),
+            service("web-preview"),
+            ingress("web-active"),
+        ],
+    );
+    wait_phase(&server, "Healthy", None);
+    wait_for("blue served", Duration::from_secs(30), || {
+        (version(&server.ingress).ok()? == "blue").then_some(())
+    });
+
+    let ingress = server.ingress.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_load = stop.clone();
+    let load = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !stop_load.load(std::sync::atomic::Ordering::Relaxed)
+            && Instant::now() < deadline
+            && results.len() < 20000
+        {
+            results.push(version(&ingress));
+        }
+        results
+    });
+
+    cli_ok(
+        &server,
+        &[
+            "rollout",
+            "set",
+            "image",
+            "web",
+            "demo=switchyard/demo:green",
+        ],
+    );
+    let paused = wait_phase(&server, "Paused", None);
+    assert_eq!(
+        paused["status"]["pauseConditions"][0]["reason"],
+        "BlueGreenPause"
+    );
+    // Preview serves green while active still serves blue.
+    let preview_ip = server
+        .api(
+            "GET",
+            "/api/v1/namespaces/default/services/web-preview",
+            None,
+        )
+        .1["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("preview answers green", Duration::from_secs(30), || {
+        let (code, body) = http(&format!("{preview_ip}:80"), "GET", "/", None, None);
+        (code == 200 && body.contains("\"green\"")).then_some(())
+    });
+    assert_eq!(version(&server.ingress).unwrap(), "blue");
+
+    cli_ok(&server, &["rollout", "promote", "web"]);
+    wait_phase(&server, "Healthy", None);
+    wait_for("active switched to green", Duration::from_secs(10), || {
+        (version(&server.ingress).ok()? == "green").then_some(())
+    });
+
+    // Undo: back to blue, a fast rollback through the same blue/green switch.
+    cli_ok(&server, &["rollout", "undo", "web"]);
+    wait_for(
+        "paused for the rollback or healthy",
+        Duration::from_secs(30),
+        || {
+            let ro = get_rollout(&server);
+            matches!(ro["status"]["phase"].as_str(), Some("Paused" | "Healthy")).then_some(())
+        },
+    );
+    if get_rollout(&server)["status"]["phase"] == "Paused" {
+        cli_ok(&server, &["rollout", "promote", "web"]);
+    }
+    wait_for("active back on blue", Duration::from_secs(30), || {
+        (version(&server.ingress).ok()? == "blue").then_some(())
+    });
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let results = load.join().unwrap();
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        results.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        results.iter().any(|r| r.as_deref() == Ok("green"))
+            && results.iter().any(|r| r.as_deref() == Ok("blue"))
+    );
+}
