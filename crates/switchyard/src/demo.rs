@@ -20,11 +20,11 @@ const PODS: &str = "/api/v1/namespaces/default/pods";
 /// The example the canary step applies, built into the binary so the demo runs anywhere.
 const CANARY_EXAMPLE: &str = include_str!("../../../examples/canary-ingress.yaml");
 
-fn step(text: &str) {
+pub(crate) fn step(text: &str) {
     let _ = write_out(&format!("\n==> {text}\n"));
 }
 
-fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     let _ = write_out(&format!("{text}\n"));
 }
 
@@ -119,7 +119,9 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let result = async {
         tour(&client).await?;
         services(&client, dns).await?;
-        canary_ingress(&client, ingress).await
+        canary_ingress(&client, ingress).await?;
+        crate::demo_rollouts::blue_green(&client, ingress).await?;
+        crate::demo_rollouts::canary(&client, ingress).await
     }
     .await;
     step("Cleaning up: stopping the server and its pods");

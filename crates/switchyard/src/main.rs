@@ -6,6 +6,7 @@
 mod client;
 mod commands;
 mod demo;
+mod demo_rollouts;
 mod printers;
 mod rollouts;
 mod workloads;

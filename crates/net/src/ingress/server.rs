@@ -97,6 +97,9 @@ pub struct IngressTable {
 /// The ingress: the current table, the upstream connection pool, and the metrics.
 pub struct Ingress {
     table: ArcSwap<IngressTable>,
+    /// Turns true with the first table: until then connections wait in the backlog, so
+    /// that a restarted server never answers from an empty table.
+    loaded: tokio::sync::watch::Sender<bool>,
     client: Client<HttpConnector, Body>,
     metrics: Arc<Metrics>,
     limits: Limits,
@@ -134,6 +137,7 @@ impl Ingress {
             | 1;
         Arc::new(Ingress {
             table: ArcSwap::from_pointee(IngressTable::default()),
+            loaded: tokio::sync::watch::channel(false).0,
             client,
             metrics,
             limits,
@@ -146,6 +150,7 @@ impl Ingress {
     /// Swaps in a new table; requests in flight keep the one they started with.
     pub fn update(&self, table: IngressTable) {
         self.table.store(Arc::new(table));
+        self.loaded.send_replace(true);
     }
 
     /// The metrics the ingress records.
@@ -188,6 +193,12 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
+    // Serve only once the controllers have given us the stored routes.
+    let mut loaded = ingress.loaded.subscribe();
+    tokio::select! {
+        _ = loaded.wait_for(|l| *l) => {}
+        _ = &mut shutdown => return,
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
