@@ -660,7 +660,10 @@ if [[ $PERF == 1 ]]; then
     cat "$RAW/perf/ingress-summary.txt" "$RAW/perf/nginx-summary.txt"
 fi
 echo
-echo "Ingress vs nginx: $(date -u +%Y-%m-%d), $(nproc) cores, switchyard $("$BIN" --version 2>/dev/null | awk '{print $NF}') (2 tokio worker threads), $(nginx -v 2>&1 | sed 's/.*: //') worker_processes $NGINX_WORKERS, wrk $(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
+SWITCHYARD_VERSION=$({ "$BIN" --version 2>/dev/null || true; } | awk '{ v = $NF } END { print v }')
+NGINX_VERSION=$({ nginx -v 2>&1 || true; } | sed 's/.*: //')
+WRK_VERSION=$({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $2 }') # wrk -v exits 1
+echo "Ingress vs nginx: $(date -u +%Y-%m-%d), $(nproc) cores, switchyard $SWITCHYARD_VERSION (2 tokio worker threads), $NGINX_VERSION worker_processes $NGINX_WORKERS, wrk $WRK_VERSION"
 echo "Medians of $ROUNDS rounds, target order rotated per round: wrk ${WRK_ARGS[*]} URL (keep-alive, ~60-byte JSON responses)."
 echo "Runs that started with the machine over ${QUIET_BUSY}% busy (other processes): $BUSY_RUNS of $RUNS."
 echo
