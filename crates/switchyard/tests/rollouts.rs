@@ -331,3 +331,39 @@ fn blue_green_promotes_and_rolls_back_with_zero_failed_requests_under_load() {
             && results.iter().any(|r| r.as_deref() == Ok("blue"))
     );
 }
+
+#[test]
+fn restart_replaces_every_pod_one_at_a_time() {
+    let server = Server::start();
+    let strategy = json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}});
+    apply(&server, vec![rollout(strategy), service("web-stable")]);
+    wait_phase(&server, "Healthy", None);
+    let names = |server: &Server| -> Vec<String> {
+        let (_, pods) = server.api("GET", "/api/v1/namespaces/default/pods", None);
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    wait_for("two pods", Duration::from_secs(30), || {
+        (names(&server).len() == 2).then_some(())
+    });
+    let before = names(&server);
+    assert_eq!(
+        cli_ok(&server, &["rollout", "restart", "web"]),
+        "rollout \"web\" restarts\n"
+    );
+    let ro = wait_for("restartedAt recorded", Duration::from_secs(60), || {
+        let ro = get_rollout(&server);
+        ro["status"]["restartedAt"].is_string().then_some(ro)
+    });
+    assert_eq!(ro["status"]["restartedAt"], ro["spec"]["restartAt"]);
+    let after = names(&server);
+    assert!(
+        after.iter().all(|n| !before.contains(n)),
+        "{before:?} -> {after:?}"
+    );
+}

@@ -221,7 +221,8 @@ fn sync(rollout_key: &ObjectKey, ctx: &Context) -> Result<Next, ReconcileError> 
         observed_weight,
         now: now(),
     };
-    let plan = switchyard_engine::plan(&observed);
+    let mut plan = switchyard_engine::plan(&observed);
+    let restart = restart_pods(store, &rollout, ns, &uid, &mut plan);
     // Persist before acting: the status names what the actions will create.
     let status = serde_json::to_value(&plan.status).map_err(|e| ReconcileError(e.to_string()))?;
     if value["status"] != status {
@@ -237,6 +238,15 @@ fn sync(rollout_key: &ObjectKey, ctx: &Context) -> Result<Next, ReconcileError> 
     for action in &plan.actions {
         execute(store, &rollout, &value, action)?;
     }
+    if let Some(pod) = restart {
+        ctx.recorder.normal(
+            &value,
+            "RestartingPod",
+            &format!("restarting pod {pod} for spec.restartAt"),
+        );
+        let _ = store.delete(&key("Pod", ns, &pod), &DeleteOptions::default());
+        return Ok(Next::After(Duration::from_secs(1)));
+    }
     for event in &plan.events {
         if event.warning {
             ctx.recorder.warning(&value, &event.reason, &event.message);
@@ -245,6 +255,59 @@ fn sync(rollout_key: &ObjectKey, ctx: &Context) -> Result<Next, ReconcileError> 
         }
     }
     Ok(plan.requeue_after.map_or(Next::Done, Next::After))
+}
+
+/// `spec.restartAt`: pods created before it are deleted one at a time, each only while
+/// every pod of the Rollout is ready (so at most one is unavailable), and their ReplicaSets
+/// replace them. Once none is older, `status.restartedAt` records the time. Returns the
+/// pod to delete now, if any.
+fn restart_pods(
+    store: &Store,
+    rollout: &Rollout,
+    ns: &str,
+    uid: &str,
+    plan: &mut switchyard_engine::Plan,
+) -> Option<String> {
+    let restart_at = rollout.spec.restart_at.as_ref()?;
+    if plan
+        .status
+        .restarted_at
+        .as_ref()
+        .is_some_and(|done| done.0 >= restart_at.0)
+    {
+        return None;
+    }
+    let at = restart_at.0;
+    let sets: Vec<String> = owned_by(store, "ReplicaSet", ns, uid)
+        .iter()
+        .filter_map(|rs| Some(rs["metadata"]["uid"].as_str()?.to_string()))
+        .collect();
+    let pods: Vec<Value> = sets
+        .iter()
+        .flat_map(|rs_uid| owned_by(store, "Pod", ns, rs_uid))
+        .collect();
+    let ready = |p: &Value| {
+        p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    };
+    let older: Vec<&Value> = pods
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| timestamp(&p["metadata"]["creationTimestamp"]).is_some_and(|c| c < at))
+        .collect();
+    if older.is_empty() {
+        plan.status.restarted_at = Some(restart_at.clone());
+        return None;
+    }
+    let all_ready = pods
+        .iter()
+        .all(|p| p["metadata"]["deletionTimestamp"].is_null() && ready(p));
+    all_ready
+        .then(|| older[0]["metadata"]["name"].as_str().map(str::to_string))
+        .flatten()
 }
 
 fn owner_reference(value: &Value) -> Value {
