@@ -175,9 +175,18 @@ fn a_canary_walks_its_steps_with_observed_splits_and_aborts_to_stable_at_once() 
         2,
         "one ReplicaSet per version"
     );
-    wait_for("traffic after restart", Duration::from_secs(30), || {
-        version(&server.ingress).ok()
-    });
+    // The restarted server replaced the pods (stop-and-replace): wait until the canary's
+    // new pods are ready again before measuring the split the stored weight gives.
+    wait_for(
+        "canary pods ready after the restart",
+        Duration::from_secs(30),
+        || {
+            let green = (0..20)
+                .filter(|_| version(&server.ingress).as_deref() == Ok("green"))
+                .count();
+            (green > 0).then_some(())
+        },
+    );
     let green = green_share(&server, 400);
     assert!(
         (40..=120).contains(&green),
