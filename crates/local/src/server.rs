@@ -356,6 +356,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     });
     let proxy = switchyard_net::proxy::ServiceProxy::new();
     let metrics = Arc::new(switchyard_net::metrics::Metrics::default());
+    let (history, history_task) =
+        crate::controllers::analysis::MetricsHistory::start(metrics.clone());
     let ingress =
         switchyard_net::ingress::server::Ingress::new(metrics.clone(), Default::default());
     ensure_ingress_class(&store)?;
@@ -369,6 +371,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Arc::new(crate::controllers::replicaset::ReplicaSetController),
         Arc::new(crate::controllers::deployment::DeploymentController),
         Arc::new(crate::controllers::rollout::RolloutController),
+        Arc::new(crate::controllers::analysis::AnalysisController {
+            metrics: metrics.clone(),
+            history: history.clone(),
+        }),
         Arc::new(crate::controllers::dataplane::DataPlane {
             proxy: proxy.clone(),
             dns: dns.as_ref().map(|d| d.records()),
@@ -423,6 +429,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             let _ = task.await;
         }
         proxy.shutdown();
+        history_task.abort();
         if let Some(task) = ingress_task {
             let _ = task.await;
         }

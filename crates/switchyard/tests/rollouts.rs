@@ -376,3 +376,111 @@ fn restart_replaces_every_pod_one_at_a_time() {
         "{before:?} -> {after:?}"
     );
 }
+
+fn analysis_template() -> Value {
+    json!({"apiVersion": "switchyard.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "success-rate"},
+           "spec": {"metrics": [{"name": "success-rate", "initialDelay": "2s", "interval": "1s", "count": 3, "failureLimit": 0,
+                                 "successCondition": "result >= 0.95",
+                                 "provider": {"switchyard": {"metric": "success-rate", "target": "canary", "window": "2s", "minRequests": 5}}}]}})
+}
+
+/// Runs `check` while a thread sends requests through the ingress; returns its result and
+/// the requests' outcomes.
+fn under_load<T>(ingress: &str, check: impl FnOnce() -> T) -> (T, Vec<Result<String, String>>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, address) = (stop.clone(), ingress.to_string());
+    let load = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && Instant::now() < deadline
+            && results.len() < 20000
+        {
+            results.push(version(&address));
+        }
+        results
+    });
+    let value = check();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    (value, load.join().unwrap())
+}
+
+#[test]
+fn a_failing_switchyard_metric_aborts_the_canary_and_a_passing_one_promotes_it() {
+    let server = Server::start();
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "success-rate"}]}}, {"setWeight": 100}]
+    }});
+    apply(
+        &server,
+        vec![
+            rollout(strategy),
+            service("web-stable"),
+            service("web-canary"),
+            ingress("web-stable"),
+            analysis_template(),
+        ],
+    );
+    wait_phase(&server, "Healthy", None);
+    wait_for("blue served", Duration::from_secs(30), || {
+        (version(&server.ingress).ok()? == "blue").then_some(())
+    });
+
+    // A bad canary: half its requests fail, so the success rate analysis fails and the
+    // release aborts, sending all traffic back to stable.
+    let (aborted, _) = under_load(&server.ingress, || {
+        cli_ok(
+            &server,
+            &[
+                "rollout",
+                "set",
+                "image",
+                "web",
+                "demo=switchyard/demo:bad-green",
+            ],
+        );
+        wait_for("aborted by analysis", Duration::from_secs(60), || {
+            let ro = get_rollout(&server);
+            (ro["status"]["phase"] == "Degraded").then_some(ro)
+        })
+    });
+    assert!(aborted["status"]["abort"] == true, "{}", aborted["status"]);
+    let (_, runs) = server.api(
+        "GET",
+        "/apis/switchyard.dev/v1alpha1/namespaces/default/analysisruns",
+        None,
+    );
+    let run = &runs["items"][0];
+    assert_eq!(run["status"]["phase"], "Failed", "{run}");
+    let measured = run["status"]["metricResults"][0]["measurements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    assert!(measured < 0.95, "measured success rate {measured}");
+    wait_for("stable again", Duration::from_secs(10), || {
+        ((0..20).all(|_| version(&server.ingress).as_deref() == Ok("blue"))).then_some(())
+    });
+
+    // A good canary passes the same analysis and completes.
+    let (_, results) = under_load(&server.ingress, || {
+        cli_ok(
+            &server,
+            &[
+                "rollout",
+                "set",
+                "image",
+                "web",
+                "demo=switchyard/demo:green",
+            ],
+        );
+        cli_ok(&server, &["rollout", "retry", "web"]);
+        wait_phase(&server, "Healthy", None)
+    });
+    assert!(results.iter().any(|r| r.as_deref() == Ok("green")));
+    wait_for("all green", Duration::from_secs(30), || {
+        (green_share(&server, 20) == 20).then_some(())
+    });
+}

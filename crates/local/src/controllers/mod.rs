@@ -1,5 +1,6 @@
 //! The controllers of the single-host engine.
 
+pub mod analysis;
 pub mod dataplane;
 pub mod deployment;
 pub mod endpointslice;
