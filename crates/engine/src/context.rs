@@ -89,8 +89,11 @@ impl<'a> Cx<'a> {
         });
     }
 
+    /// When the working status's pause condition `reason` started, if present. Reads
+    /// the working copy, not the observed status: a pause cleared earlier in this
+    /// reconcile must not leak its start time into the next timed pause.
     pub fn pause_condition(&self, reason: &str) -> Option<Timestamp> {
-        self.old
+        self.status
             .pause_conditions
             .iter()
             .flatten()
@@ -101,16 +104,17 @@ impl<'a> Cx<'a> {
     /// Adds a pause condition (keeping its start time if present) and sets
     /// `controllerPause`.
     pub fn add_pause(&mut self, reason: &str) {
-        let start = self.pause_condition(reason).unwrap_or(self.now());
+        let existed = self.pause_condition(reason).is_some();
+        let now = self.now();
         let conditions = self.status.pause_conditions.get_or_insert_with(Vec::new);
-        if !conditions.iter().any(|c| c.reason == reason) {
+        if !existed {
             conditions.push(PauseCondition {
                 reason: reason.to_string(),
-                start_time: Time(start),
+                start_time: Time(now),
             });
         }
         self.status.controller_pause = Some(true);
-        if self.pause_condition(reason).is_none() {
+        if !existed {
             self.event(
                 false,
                 "RolloutPaused",

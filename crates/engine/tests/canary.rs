@@ -100,6 +100,30 @@ fn new_template_walks_steps_pause_promote_and_completes() {
 }
 
 #[test]
+fn consecutive_timed_pauses_each_wait_their_full_duration() {
+    // Regression: the second pause must not inherit the first pause's start time.
+    let mut w = deployed(routed(json!([
+        {"setWeight": 20},
+        {"pause": {"duration": "10s"}},
+        {"pause": {"duration": "10s"}},
+        {"setWeight": 60},
+    ])));
+    w.set_image("v2");
+    w.settle();
+    assert_eq!(w.step_index(), Some(1));
+    w.advance(10);
+    w.settle();
+    assert_eq!(w.step_index(), Some(2), "second pause starts now");
+    assert_eq!(w.pause_reasons(), ["CanaryPauseStep"]);
+    w.advance(9);
+    w.settle();
+    assert_eq!(w.step_index(), Some(2), "9 s into a 10 s pause");
+    w.advance(1);
+    w.settle();
+    assert_eq!(w.phase(), ("Healthy".into(), None));
+}
+
+#[test]
 fn weight_is_raised_only_when_canary_pods_are_available() {
     let mut w = deployed(routed(json!([{"setWeight": 40}, {"pause": {}}])));
     w.auto_ready = false;
