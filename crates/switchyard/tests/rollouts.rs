@@ -175,16 +175,16 @@ fn a_canary_walks_its_steps_with_observed_splits_and_aborts_to_stable_at_once() 
         2,
         "one ReplicaSet per version"
     );
-    // The restarted server replaced the pods (stop-and-replace): wait until the canary's
-    // new pods are ready again before measuring the split the stored weight gives.
+    // The restarted server replaced the pods (stop-and-replace): wait until both
+    // versions' new pods serve again before measuring the split the stored weight gives.
     wait_for(
-        "canary pods ready after the restart",
+        "stable and canary pods ready after the restart",
         Duration::from_secs(30),
         || {
-            let green = (0..20)
-                .filter(|_| version(&server.ingress).as_deref() == Ok("green"))
-                .count();
-            (green > 0).then_some(())
+            let answers: Vec<_> = (0..40).map(|_| version(&server.ingress)).collect();
+            let all_ok = answers.iter().all(Result::is_ok);
+            let green = answers.iter().any(|a| a.as_deref() == Ok("green"));
+            (all_ok && green).then_some(())
         },
     );
     let green = green_share(&server, 400);
