@@ -429,42 +429,44 @@ impl AnalysisController {
     ) -> Result<Measured, String> {
         let ns = run["metadata"]["namespace"].as_str().unwrap_or("default");
         let target = metric.target.as_deref().unwrap_or("canary");
+        // The owning Rollout's canary (preview) or stable (active) Service.
+        let rollout_service = |target: &str| -> Result<String, String> {
+            let owner = run["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["kind"] == "Rollout")
+                .and_then(|r| r["name"].as_str())
+                .ok_or("a switchyard metric needs `service` or an owning Rollout")?;
+            let rollout = ctx
+                .store
+                .get(&ObjectKey {
+                    kind: "Rollout".into(),
+                    namespace: ns.into(),
+                    name: owner.into(),
+                })
+                .ok_or("the owning Rollout is gone")?;
+            let field = if target == "stable" {
+                "stableService"
+            } else {
+                "canaryService"
+            };
+            rollout["spec"]["strategy"]["canary"][field]
+                .as_str()
+                .or_else(|| {
+                    rollout["spec"]["strategy"]["blueGreen"][if target == "stable" {
+                        "activeService"
+                    } else {
+                        "previewService"
+                    }]
+                    .as_str()
+                })
+                .ok_or_else(|| format!("the Rollout names no {field}"))
+                .map(str::to_string)
+        };
         let service = match &metric.service {
             Some(s) => s.clone(),
-            None => {
-                let owner = run["metadata"]["ownerReferences"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|r| r["kind"] == "Rollout")
-                    .and_then(|r| r["name"].as_str())
-                    .ok_or("a switchyard metric needs `service` or an owning Rollout")?;
-                let rollout = ctx
-                    .store
-                    .get(&ObjectKey {
-                        kind: "Rollout".into(),
-                        namespace: ns.into(),
-                        name: owner.into(),
-                    })
-                    .ok_or("the owning Rollout is gone")?;
-                let field = if target == "stable" {
-                    "stableService"
-                } else {
-                    "canaryService"
-                };
-                rollout["spec"]["strategy"]["canary"][field]
-                    .as_str()
-                    .or_else(|| {
-                        rollout["spec"]["strategy"]["blueGreen"][if target == "stable" {
-                            "activeService"
-                        } else {
-                            "previewService"
-                        }]
-                        .as_str()
-                    })
-                    .ok_or_else(|| format!("the Rollout names no {field}"))?
-                    .to_string()
-            }
+            None => rollout_service(target)?,
         };
         let window = metric
             .window
@@ -498,8 +500,11 @@ impl AnalysisController {
             "request-rate" => json!(total as f64 / window.as_secs_f64()),
             "judge" => {
                 let canary = stats(Role::Canary);
+                // Compare against the Rollout's own stable Service, not every stable
+                // backend in the namespace.
+                let stable_service = format!("{ns}/{}", rollout_service("stable")?);
                 let stable = self.history.window(&self.metrics, window, |k| {
-                    k.role == Role::Stable && k.ingress.starts_with(&format!("{ns}/"))
+                    k.service == stable_service && k.role == Role::Stable
                 });
                 if canary.requests() < min || stable.requests() < min {
                     return Ok(Measured::Inconclusive(
