@@ -50,8 +50,12 @@ async fn merge_patch(client: &Client, path: &str, patch: &Value) -> anyhow::Resu
         .await
 }
 
-fn now() -> String {
-    switchyard_api::k8s_openapi::jiff::Timestamp::try_from(std::time::SystemTime::now())
+/// The next whole second: timestamps have second precision, so a restartAt of "now" could
+/// equal the creation second of the running pods and skip them; the next second is
+/// strictly after every pod that exists when the command runs.
+fn next_second() -> String {
+    let next = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+    switchyard_api::k8s_openapi::jiff::Timestamp::try_from(next)
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default()
 }
@@ -118,7 +122,11 @@ pub async fn simple(
         ),
         "pause" => (p.clone(), json!({"spec": {"paused": true}}), "paused"),
         "resume" => (p.clone(), json!({"spec": {"paused": false}}), "resumed"),
-        "restart" => (p.clone(), json!({"spec": {"restartAt": now()}}), "restarts"),
+        "restart" => (
+            p.clone(),
+            json!({"spec": {"restartAt": next_second()}}),
+            "restarts",
+        ),
         other => bail!("unknown rollout verb {other}"),
     };
     merge_patch(client, &patch_path, &patch).await?;

@@ -222,7 +222,7 @@ fn sync(rollout_key: &ObjectKey, ctx: &Context) -> Result<Next, ReconcileError> 
         now: now(),
     };
     let mut plan = switchyard_engine::plan(&observed);
-    let restart = restart_pods(store, &rollout, ns, &uid, &mut plan);
+    let restart = restart_pods(store, &rollout, ns, &uid, observed.now, &mut plan);
     // Persist before acting: the status names what the actions will create.
     let status = serde_json::to_value(&plan.status).map_err(|e| ReconcileError(e.to_string()))?;
     if value["status"] != status {
@@ -259,13 +259,15 @@ fn sync(rollout_key: &ObjectKey, ctx: &Context) -> Result<Next, ReconcileError> 
 
 /// `spec.restartAt`: pods created before it are deleted one at a time, each only while
 /// every pod of the Rollout is ready (so at most one is unavailable), and their ReplicaSets
-/// replace them. Once none is older, `status.restartedAt` records the time. Returns the
-/// pod to delete now, if any.
+/// replace them. Once none is older, `status.restartedAt` records the time. A restartAt
+/// still in the future waits for its time (as Argo does): replacements created before it
+/// would otherwise count as old and be restarted again. Returns the pod to delete now.
 fn restart_pods(
     store: &Store,
     rollout: &Rollout,
     ns: &str,
     uid: &str,
+    now: jiff::Timestamp,
     plan: &mut switchyard_engine::Plan,
 ) -> Option<String> {
     let restart_at = rollout.spec.restart_at.as_ref()?;
@@ -278,6 +280,11 @@ fn restart_pods(
         return None;
     }
     let at = restart_at.0;
+    if at > now {
+        let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default();
+        plan.requeue_after = Some(plan.requeue_after.map_or(wait, |r| r.min(wait)));
+        return None;
+    }
     let sets: Vec<String> = owned_by(store, "ReplicaSet", ns, uid)
         .iter()
         .filter_map(|rs| Some(rs["metadata"]["uid"].as_str()?.to_string()))
