@@ -1,9 +1,8 @@
 //! Pod-template hashes and names, as the Deployment controller (and Argo Rollouts) make
 //! them: FNV-1a 32 over the canonical JSON of the template without its
-//! `pod-template-hash` label, encoded with Kubernetes' safe alphabet. Copied from
-//! `switchyard-local`'s Deployment controller (small pure helpers), so that a Rollout and a
-//! Deployment with the same template get the same hash; this crate must not depend on the
-//! single-host engine.
+//! `pod-template-hash` label, encoded with Kubernetes' safe alphabet. `switchyard-local`'s
+//! Deployment controller uses the same functions, so that a Rollout and a Deployment with
+//! the same template get the same hash.
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde_json::{Value, json};
@@ -93,12 +92,27 @@ fn to_value(template: &PodTemplateSpec) -> Value {
 /// count): FNV-1a 32 over its canonical JSON, the decimal value safe-encoded. The
 /// template's own `pod-template-hash` label, if any, is ignored.
 pub fn pod_template_hash(template: &PodTemplateSpec) -> String {
+    compute_hash(&without_hash(&to_value(template)), None)
+}
+
+/// `controller.ComputeHash`: FNV-1a 32 over the template as given (canonical JSON here,
+/// Go's object dump there), then the collisionCount as 8 little-endian bytes, the decimal
+/// sum encoded with [`safe_encode`].
+pub fn compute_hash(template: &Value, collision_count: Option<i32>) -> String {
     let mut text = String::new();
-    write_canonical(&without_hash(&to_value(template)), &mut text);
+    write_canonical(template, &mut text);
     let mut hash: u32 = 0x811c_9dc5;
-    for b in text.as_bytes() {
-        hash ^= u32::from(*b);
-        hash = hash.wrapping_mul(0x0100_0193);
+    let mut write = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u32::from(*b);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+    };
+    write(text.as_bytes());
+    if let Some(count) = collision_count {
+        let mut bytes = [0u8; 8];
+        bytes[..4].copy_from_slice(&(count as u32).to_le_bytes());
+        write(&bytes);
     }
     safe_encode(&hash.to_string())
 }
@@ -106,7 +120,13 @@ pub fn pod_template_hash(template: &PodTemplateSpec) -> String {
 /// Whether two templates are equal but for the `pod-template-hash` label
 /// (`deploymentutil.EqualIgnoreHash`).
 pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    without_hash(&to_value(a)) == without_hash(&to_value(b))
+    equal_ignore_hash_json(&to_value(a), &to_value(b))
+}
+
+/// [`equal_ignore_hash`] on JSON templates (absent and null fields are equal, as Go's
+/// semantic equality treats nil and empty labels).
+pub fn equal_ignore_hash_json(a: &Value, b: &Value) -> bool {
+    without_hash(a) == without_hash(b)
 }
 
 /// The name of a Rollout's ReplicaSet for a hash: `<rollout>-<hash>`, as Argo names it.

@@ -24,8 +24,8 @@ use switchyard_store::{
 
 use super::replicaset::{
     Condition, Failure, Now, PodFacts, ReplicaSetStatus, claim, controller_of, controller_ref,
-    decode_status, finish, int_or, is_zero, is_zero_i64, key_of, object_key, safe_encode, selects,
-    str_of, string_map, timestamp_ms, write_status,
+    decode_status, finish, int_or, is_zero, is_zero_i64, key_of, object_key, selects, str_of,
+    string_map, timestamp_ms, write_status,
 };
 use crate::runtime::{Context, Controller, Next, ReconcileError, ReconcileFuture};
 
@@ -306,96 +306,9 @@ fn by_size_older(a: &RsFacts, b: &RsFacts) -> Ordering {
 
 // ---- Templates and hashes ----
 
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
-}
-
-/// The `pod-template-hash` of a template, as `controller.ComputeHash` makes it: FNV-1a 32
-/// over the template (canonical JSON here, Go's object dump there), then the
-/// collisionCount as 8 little-endian bytes, the decimal sum encoded with
-/// [`safe_encode`].
-pub fn pod_template_hash(template: &Value, collision_count: Option<i32>) -> String {
-    let mut text = String::new();
-    write_canonical(template, &mut text);
-    let mut hash: u32 = 0x811c_9dc5;
-    let mut write = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u32::from(*b);
-            hash = hash.wrapping_mul(0x0100_0193);
-        }
-    };
-    write(text.as_bytes());
-    if let Some(count) = collision_count {
-        let mut bytes = [0u8; 8];
-        bytes[..4].copy_from_slice(&(count as u32).to_le_bytes());
-        write(&bytes);
-    }
-    safe_encode(&hash.to_string())
-}
-
-fn drop_nulls(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), drop_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(drop_nulls).collect()),
-        other => other.clone(),
-    }
-}
-
-fn without_hash(template: &Value) -> Value {
-    let mut template = drop_nulls(template);
-    if let Some(meta) = template.get_mut("metadata").and_then(Value::as_object_mut) {
-        if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut) {
-            labels.remove(POD_TEMPLATE_HASH);
-            if labels.is_empty() {
-                meta.remove("labels");
-            }
-        }
-        if meta.is_empty()
-            && let Some(map) = template.as_object_mut()
-        {
-            map.remove("metadata");
-        }
-    }
-    template
-}
-
-/// Whether two pod templates are equal but for the `pod-template-hash` label
-/// (`deploymentutil.EqualIgnoreHash`; absent and null fields are equal, as Go's semantic
-/// equality treats nil and empty labels).
-pub fn equal_ignore_hash(a: &Value, b: &Value) -> bool {
-    without_hash(a) == without_hash(b)
-}
+// The same hash and template equality as a Rollout's (one implementation, in the engine).
+use switchyard_engine::hash::compute_hash as pod_template_hash;
+use switchyard_engine::hash::equal_ignore_hash_json as equal_ignore_hash;
 
 fn with_label(template: &Value, key: &str, value: &str) -> Value {
     let mut template = template.clone();

@@ -21,9 +21,9 @@ use switchyard_store::{
 
 use crate::runtime::{Context, Controller, Next, ReconcileError, ReconcileFuture};
 
-/// Kubernetes' alphabet for generated names and hashes (`util/rand`): no vowels and no
-/// easily confused characters, so no words appear by accident.
-pub const SAFE_ALPHABET: &[u8; 27] = b"bcdfghjklmnpqrstvwxz2456789";
+/// Kubernetes' alphabet for generated names and hashes (`util/rand`), and its encoder: no
+/// vowels and no easily confused characters, so no words appear by accident.
+pub use switchyard_engine::hash::{SAFE_ALPHABET, safe_encode};
 
 /// Pods created or deleted per reconcile at most (the controller's `burstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
@@ -37,13 +37,6 @@ const RANDOM_LENGTH: usize = 5;
 const MAX_PREFIX_LENGTH: usize = 63 - RANDOM_LENGTH;
 /// Retry soon after a conflict: someone else wrote first, and that write re-queues us too.
 const CONFLICT_RETRY: Duration = Duration::from_millis(10);
-
-/// Maps each byte of `s` onto [`SAFE_ALPHABET`], as `rand.SafeEncodeString` does.
-pub fn safe_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| SAFE_ALPHABET[usize::from(b) % SAFE_ALPHABET.len()] as char)
-        .collect()
-}
 
 /// `n` random characters of [`SAFE_ALPHABET`], as `rand.String` draws them.
 pub fn random_string(n: usize) -> String {
