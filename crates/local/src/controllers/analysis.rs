@@ -474,6 +474,13 @@ impl AnalysisController {
             .map(switchyard_api::duration::parse)
             .transpose()?
             .unwrap_or(Duration::from_secs(60));
+        // Never look back past the run's creation: the canary Service served the previous
+        // (perhaps failing) version until then, and its requests must not judge this one.
+        let since_created = run["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .and_then(|t| Duration::try_from(jiff::Timestamp::now().duration_since(t)).ok());
+        let window = since_created.map_or(window, |age| window.min(age));
         let wanted_service = format!("{ns}/{service}");
         let role = if target == "stable" {
             Role::Stable
