@@ -176,32 +176,13 @@ pub async fn undo(
 ) -> anyhow::Result<ExitCode> {
     let p = path(namespace, name)?;
     let rollout = client.get(&p).await?;
-    let uid = rollout["metadata"]["uid"].clone();
-    let list = client
-        .get(&collection_path(resolve_kind("rs")?, Some(namespace)))
-        .await?;
-    let mut revisions: Vec<(i64, Value)> = list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|rs| {
-            rs["metadata"]["ownerReferences"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|r| r["uid"] == uid)
-        })
-        .filter_map(|rs| {
-            Some((
-                rs["metadata"]["annotations"]["rollout.argoproj.io/revision"]
-                    .as_str()?
-                    .parse()
-                    .ok()?,
-                rs.clone(),
-            ))
-        })
-        .collect();
-    revisions.sort_by_key(|(r, _)| *r);
+    let revisions = crate::workloads::owned_revisions(
+        client,
+        namespace,
+        &rollout["metadata"]["uid"],
+        "rollout.argoproj.io/revision",
+    )
+    .await?;
     let current = rollout["status"]["currentPodHash"].clone();
     let wanted = match to_revision {
         Some(r) => revisions.iter().find(|(rev, _)| *rev == r),

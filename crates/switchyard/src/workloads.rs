@@ -257,7 +257,23 @@ async fn revisions(
             collection_path(resolve_kind("deploy")?, Some(namespace))
         ))
         .await?;
-    let uid = deployment["metadata"]["uid"].clone();
+    owned_revisions(
+        client,
+        namespace,
+        &deployment["metadata"]["uid"],
+        "deployment.kubernetes.io/revision",
+    )
+    .await
+}
+
+/// The ReplicaSets owned by `owner_uid`, by the revision in their `annotation` (oldest
+/// first); ReplicaSets without a revision are left out.
+pub async fn owned_revisions(
+    client: &Client,
+    namespace: &str,
+    owner_uid: &Value,
+    annotation: &str,
+) -> anyhow::Result<Vec<(i64, Value)>> {
     let list = client
         .get(&collection_path(resolve_kind("rs")?, Some(namespace)))
         .await?;
@@ -270,10 +286,10 @@ async fn revisions(
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|r| r["uid"] == uid)
+                .any(|r| &r["uid"] == owner_uid)
         })
         .filter_map(|rs| {
-            let revision = rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+            let revision = rs["metadata"]["annotations"][annotation]
                 .as_str()?
                 .parse()
                 .ok()?;
