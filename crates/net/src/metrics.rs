@@ -40,6 +40,9 @@ pub struct BackendKey {
     pub service: String,
     /// Stable or canary.
     pub role: Role,
+    /// The `pod-template-hash` of the pods that answered (empty for external names and
+    /// for requests no pod answered).
+    pub version: String,
 }
 
 /// Counters of one backend.
@@ -168,10 +171,11 @@ impl Metrics {
         let mut out = String::new();
         let labels = |k: &BackendKey| {
             format!(
-                "ingress=\"{}\",service=\"{}\",backend=\"{}\"",
+                "ingress=\"{}\",service=\"{}\",backend=\"{}\",version=\"{}\"",
                 escape(&k.ingress),
                 escape(&k.service),
-                k.role.as_str()
+                k.role.as_str(),
+                escape(&k.version)
             )
         };
         out.push_str("# HELP switchyard_ingress_requests_total Requests the ingress answered, by status class.\n");
@@ -258,6 +262,7 @@ mod tests {
             ingress: "default/web".into(),
             service: "default/web-canary".into(),
             role: Role::Canary,
+            version: "7d9c5b".into(),
         };
         let stats = metrics.backend(&key);
         let before = stats.snapshot();
@@ -268,7 +273,7 @@ mod tests {
         assert_eq!(window.responses, [0, 2, 0, 0, 1]);
         assert_eq!(window.requests(), 3);
         let text = metrics.render();
-        let labels = "ingress=\"default/web\",service=\"default/web-canary\",backend=\"canary\"";
+        let labels = "ingress=\"default/web\",service=\"default/web-canary\",backend=\"canary\",version=\"7d9c5b\"";
         for line in [
             format!("switchyard_ingress_requests_total{{{labels},class=\"2xx\"}} 2"),
             format!("switchyard_ingress_requests_total{{{labels},class=\"5xx\"}} 1"),

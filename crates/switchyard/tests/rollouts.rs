@@ -429,7 +429,7 @@ fn a_failing_switchyard_metric_aborts_the_canary_and_a_passing_one_promotes_it()
 
     // A bad canary: half its requests fail, so the success rate analysis fails and the
     // release aborts, sending all traffic back to stable.
-    let (aborted, _) = under_load(&server.ingress, || {
+    let (aborted, during_abort) = under_load(&server.ingress, || {
         cli_ok(
             &server,
             &[
@@ -446,6 +446,16 @@ fn a_failing_switchyard_metric_aborts_the_canary_and_a_passing_one_promotes_it()
         })
     });
     assert!(aborted["status"]["abort"] == true, "{}", aborted["status"]);
+    // The only failures are the bad version's own 500s: the abort itself fails nothing.
+    let broken: Vec<_> = during_abort
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .filter(|e| !e.starts_with("HTTP/1.1 500"))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "requests failed by the abort: {broken:?}"
+    );
     let (_, runs) = server.api(
         "GET",
         "/apis/switchyard.dev/v1alpha1/namespaces/default/analysisruns",
@@ -494,6 +504,11 @@ fn a_failing_switchyard_metric_aborts_the_canary_and_a_passing_one_promotes_it()
         }
     });
     assert!(results.iter().any(|r| r.as_deref() == Ok("green")));
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "a good release failed requests: {failed:?}"
+    );
     wait_for("all green", Duration::from_secs(30), || {
         (green_share(&server, 20) == 20).then_some(())
     });

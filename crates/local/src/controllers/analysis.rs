@@ -23,6 +23,7 @@ use switchyard_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use switchyard_net::metrics::{BackendKey, LATENCY_BUCKETS, Metrics, Role, StatsSnapshot};
 use switchyard_store::{ObjectKey, Store, Subresource, WatchEvent};
 
+use crate::controllers::rollout::ANALYSIS_HASH;
 use crate::runtime::{Context, Controller, Next, ReconcileError, ReconcileFuture};
 
 /// How often the metrics history takes a snapshot, and how much it keeps.
@@ -429,44 +430,13 @@ impl AnalysisController {
     ) -> Result<Measured, String> {
         let ns = run["metadata"]["namespace"].as_str().unwrap_or("default");
         let target = metric.target.as_deref().unwrap_or("canary");
-        // The owning Rollout's canary (preview) or stable (active) Service.
-        let rollout_service = |target: &str| -> Result<String, String> {
-            let owner = run["metadata"]["ownerReferences"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|r| r["kind"] == "Rollout")
-                .and_then(|r| r["name"].as_str())
-                .ok_or("a switchyard metric needs `service` or an owning Rollout")?;
-            let rollout = ctx
-                .store
-                .get(&ObjectKey {
-                    kind: "Rollout".into(),
-                    namespace: ns.into(),
-                    name: owner.into(),
-                })
-                .ok_or("the owning Rollout is gone")?;
-            let field = if target == "stable" {
-                "stableService"
-            } else {
-                "canaryService"
-            };
-            rollout["spec"]["strategy"]["canary"][field]
-                .as_str()
-                .or_else(|| {
-                    rollout["spec"]["strategy"]["blueGreen"][if target == "stable" {
-                        "activeService"
-                    } else {
-                        "previewService"
-                    }]
-                    .as_str()
-                })
-                .ok_or_else(|| format!("the Rollout names no {field}"))
-                .map(str::to_string)
-        };
-        let service = match &metric.service {
-            Some(s) => s.clone(),
-            None => rollout_service(target)?,
+        let release = Release::of(ctx, run)?;
+        let service = match (&metric.service, &release) {
+            (Some(s), _) => s.clone(),
+            (None, Some(release)) => release.service(target)?,
+            (None, None) => {
+                return Err("a switchyard metric needs `service` or an owning Rollout".into());
+            }
         };
         let window = metric
             .window
@@ -474,25 +444,32 @@ impl AnalysisController {
             .map(switchyard_api::duration::parse)
             .transpose()?
             .unwrap_or(Duration::from_secs(60));
-        // Never look back past the run's creation: the canary Service served the previous
-        // (perhaps failing) version until then, and its requests must not judge this one.
+        // Never look back past the run's creation: a retried release's earlier attempt
+        // must not judge this one.
         let since_created = run["metadata"]["creationTimestamp"]
             .as_str()
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             .and_then(|t| Duration::try_from(jiff::Timestamp::now().duration_since(t)).ok());
         let window = since_created.map_or(window, |age| window.min(age));
-        let wanted_service = format!("{ns}/{service}");
         let role = if target == "stable" {
             Role::Stable
         } else {
             Role::Canary
         };
-        let stats = |role: Role| {
+        // Only the version under judgement counts: the canary Service also served the
+        // previous (perhaps failing) canary, and its requests must not judge this one.
+        let stats = |service: &str, role: Role, version: &dyn Fn(&str) -> bool| {
+            let service = format!("{ns}/{service}");
             self.history.window(&self.metrics, window, |k| {
-                k.service == wanted_service && k.role == role
+                k.service == service && k.role == role && version(&k.version)
             })
         };
-        let s = stats(role);
+        let canary_hash = release.as_ref().and_then(|r| r.canary_hash.as_deref());
+        let s = match (target, canary_hash) {
+            ("canary", Some(hash)) => stats(&service, role, &|v| v == hash),
+            _ => stats(&service, role, &|_| true),
+        };
+        let wanted_service = format!("{ns}/{service}");
         let total = s.requests();
         let min = metric.min_requests.unwrap_or(1).max(1) as u64;
         if metric.metric != "judge" && total < min {
@@ -506,12 +483,15 @@ impl AnalysisController {
             "error-rate" => json!(errors as f64 / total as f64),
             "request-rate" => json!(total as f64 / window.as_secs_f64()),
             "judge" => {
-                let canary = stats(Role::Canary);
-                // Compare against the Rollout's own stable Service, not every stable
-                // backend in the namespace.
-                let stable_service = format!("{ns}/{}", rollout_service("stable")?);
-                let stable = self.history.window(&self.metrics, window, |k| {
-                    k.service == stable_service && k.role == Role::Stable
+                // Compare against the Rollout's own stable Service and version, not every
+                // stable backend in the namespace.
+                let release = release
+                    .as_ref()
+                    .ok_or("the judge compares the versions of an owning Rollout")?;
+                let canary_hash = release.canary_hash.as_deref();
+                let canary = stats(&service, Role::Canary, &|v| Some(v) == canary_hash);
+                let stable = stats(&release.service("stable")?, Role::Stable, &|v| {
+                    Some(v) != canary_hash
                 });
                 if canary.requests() < min || stable.requests() < min {
                     return Ok(Measured::Inconclusive(
@@ -557,6 +537,61 @@ impl AnalysisController {
             },
         };
         Ok(Measured::Value(value))
+    }
+}
+
+/// The Rollout that owns a run: which Services and versions its canary and stable are.
+struct Release {
+    rollout: Arc<Value>,
+    /// The version under analysis (the run's pod-template-hash label). The canary's
+    /// figures are this version's alone; the stable's are every other version's.
+    canary_hash: Option<String>,
+}
+
+impl Release {
+    fn of(ctx: &Context, run: &Value) -> Result<Option<Release>, String> {
+        let Some(owner) = run["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["kind"] == "Rollout")
+            .and_then(|r| r["name"].as_str())
+        else {
+            return Ok(None);
+        };
+        let rollout = ctx
+            .store
+            .get(&ObjectKey {
+                kind: "Rollout".into(),
+                namespace: run["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("default")
+                    .into(),
+                name: owner.into(),
+            })
+            .ok_or("the owning Rollout is gone")?;
+        let canary_hash = run["metadata"]["labels"][ANALYSIS_HASH]
+            .as_str()
+            .map(str::to_string);
+        Ok(Some(Release {
+            rollout,
+            canary_hash,
+        }))
+    }
+
+    /// The canary (preview) or stable (active) Service.
+    fn service(&self, target: &str) -> Result<String, String> {
+        let strategy = &self.rollout["spec"]["strategy"];
+        let (canary_field, blue_green_field) = if target == "stable" {
+            ("stableService", "activeService")
+        } else {
+            ("canaryService", "previewService")
+        };
+        strategy["canary"][canary_field]
+            .as_str()
+            .or_else(|| strategy["blueGreen"][blue_green_field].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| format!("the Rollout names no {canary_field} or {blue_green_field}"))
     }
 }
 

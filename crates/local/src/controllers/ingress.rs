@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 use switchyard_net::ingress::routing::{
     Backend, IngressInput, PathInput, PathType, RoutingTable, RuleInput, ServicePortRef,
 };
-use switchyard_net::ingress::server::{Ingress, IngressTable, Upstream};
+use switchyard_net::ingress::server::{Endpoint, Ingress, IngressTable, Upstream};
 use switchyard_store::{ObjectKey, Store, Subresource, WatchEvent};
 
+use crate::controllers::deployment::POD_TEMPLATE_HASH;
 use crate::controllers::endpointslice::SERVICE_NAME_LABEL;
 use crate::controllers::string_map;
 use crate::runtime::{Context, Controller, Next, ReconcileFuture};
@@ -268,13 +269,38 @@ fn upstream_of(store: &Store, backend: &Backend) -> Option<Upstream> {
             if endpoint["conditions"]["ready"] == false {
                 continue;
             }
+            let version = version_of(store, &backend.namespace, endpoint);
             for address in endpoint["addresses"].as_array().into_iter().flatten() {
                 if let Some(ip) = address.as_str().and_then(|a| a.parse::<Ipv4Addr>().ok()) {
-                    endpoints.push(SocketAddr::new(ip.into(), target as u16));
+                    endpoints.push(Endpoint {
+                        address: SocketAddr::new(ip.into(), target as u16),
+                        version: version.clone(),
+                    });
                 }
             }
         }
     }
     endpoints.sort();
     Some(Upstream::Endpoints(endpoints))
+}
+
+/// The `pod-template-hash` of an endpoint's pod: the version its metrics are kept under.
+fn version_of(store: &Store, namespace: &str, endpoint: &Value) -> Arc<str> {
+    let target = &endpoint["targetRef"];
+    if target["kind"] != "Pod" {
+        return Arc::from("");
+    }
+    let Some(name) = target["name"].as_str() else {
+        return Arc::from("");
+    };
+    let pod = store.get(&ObjectKey {
+        kind: "Pod".into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    });
+    Arc::from(
+        pod.as_ref()
+            .and_then(|p| p["metadata"]["labels"][POD_TEMPLATE_HASH].as_str())
+            .unwrap_or(""),
+    )
 }

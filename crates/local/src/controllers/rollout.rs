@@ -21,7 +21,8 @@ use crate::runtime::{Context, Controller, Next, ReconcileError, ReconcileFuture}
 const ANN: &str = "nginx.ingress.kubernetes.io/";
 /// Label naming the Rollout an AnalysisRun belongs to and which analysis it is.
 const ANALYSIS_KIND: &str = "switchyard.dev/analysis-kind";
-const ANALYSIS_HASH: &str = "switchyard.dev/pod-template-hash";
+/// The label of an AnalysisRun naming the version (pod-template-hash) it judges.
+pub(crate) const ANALYSIS_HASH: &str = "switchyard.dev/pod-template-hash";
 
 /// The Rollout controller.
 pub struct RolloutController;

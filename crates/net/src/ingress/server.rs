@@ -80,9 +80,19 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
     /// Ready endpoints of the Service port.
-    Endpoints(Vec<SocketAddr>),
+    Endpoints(Vec<Endpoint>),
     /// An ExternalName Service: proxied to `host:port`.
     External(String, u16),
+}
+
+/// One ready endpoint and the version its pod runs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// Pod address and target port.
+    pub address: SocketAddr,
+    /// The pod's `pod-template-hash` (empty when it has none), so that metrics tell the
+    /// versions behind one Service apart.
+    pub version: Arc<str>,
 }
 
 /// The routing snapshot: routes plus where each backend goes.
@@ -343,23 +353,35 @@ async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr)
         Some(c) => (&c.backend, &c.ingress, Role::Canary),
         None => (&route.backend, &route.ingress, Role::Stable),
     };
-    let key = BackendKey {
-        ingress: format!("{}/{}", ingress_name.0, ingress_name.1),
-        service: format!("{}/{}", backend.namespace, backend.service),
-        role,
+    let targets = targets(ingress, &table, backend);
+    let stats_of = |version: &str| {
+        ingress.metrics.backend(&BackendKey {
+            ingress: format!("{}/{}", ingress_name.0, ingress_name.1),
+            service: format!("{}/{}", backend.namespace, backend.service),
+            role,
+            version: version.to_string(),
+        })
     };
-    let stats = ingress.metrics.backend(&key);
+    let first = stats_of(targets.first().map_or("", |t| &t.version));
     let length = |headers: &HeaderMap| {
         headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
     };
     if let Some(n) = length(request.headers()) {
-        stats.bytes_in.fetch_add(n, Ordering::Relaxed);
+        first.bytes_in.fetch_add(n, Ordering::Relaxed);
     }
-    stats.active.fetch_add(1, Ordering::Relaxed);
-    let response = proxy(ingress, &table, backend, request, peer, &host).await;
-    stats.active.fetch_sub(1, Ordering::Relaxed);
+    first.active.fetch_add(1, Ordering::Relaxed);
+    let mut answered = None;
+    let response = proxy(ingress, &targets, request, peer, &host, &mut answered).await;
+    first.active.fetch_sub(1, Ordering::Relaxed);
+    // The figures belong to the version that answered (a retry may reach another pod).
+    let stats = match answered {
+        Some(i) if i > 0 && targets[i].version != targets[0].version => {
+            stats_of(&targets[i].version)
+        }
+        _ => first,
+    };
     stats.record(response.status().as_u16(), started.elapsed());
     if let Some(n) = length(response.headers()) {
         stats.bytes_out.fetch_add(n, Ordering::Relaxed);
@@ -367,25 +389,46 @@ async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr)
     response
 }
 
-async fn proxy(
-    ingress: &Ingress,
-    table: &IngressTable,
-    backend: &Backend,
-    mut request: Request<Incoming>,
-    peer: SocketAddr,
-    host: &str,
-) -> Response<Body> {
-    let targets: Vec<String> = match table.upstreams.get(backend) {
+/// Where a request may go, in the order to try: every ready endpoint, starting at the next
+/// in round-robin order, or the external name.
+struct Target {
+    authority: String,
+    version: Arc<str>,
+}
+
+fn targets(ingress: &Ingress, table: &IngressTable, backend: &Backend) -> Vec<Target> {
+    match table.upstreams.get(backend) {
         None => Vec::new(),
-        Some(Upstream::External(name, port)) => vec![format!("{name}:{port}")],
+        Some(Upstream::External(name, port)) => vec![Target {
+            authority: format!("{name}:{port}"),
+            version: Arc::from(""),
+        }],
         Some(Upstream::Endpoints(endpoints)) => {
             let n = endpoints.len();
             let start = ingress.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
             (0..n)
-                .map(|i| endpoints[(start + i) % n].to_string())
+                .map(|i| {
+                    let endpoint = &endpoints[(start + i) % n];
+                    Target {
+                        authority: endpoint.address.to_string(),
+                        version: endpoint.version.clone(),
+                    }
+                })
                 .collect()
         }
-    };
+    }
+}
+
+/// Proxies the request to the first of `targets` that accepts a connection; `answered`
+/// is left at the index of the last target tried.
+async fn proxy(
+    ingress: &Ingress,
+    targets: &[Target],
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    host: &str,
+    answered: &mut Option<usize>,
+) -> Response<Body> {
     if targets.is_empty() {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -443,7 +486,8 @@ async fn proxy(
     let mut client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let mut body = Some(request.into_body());
     for (attempt, target) in targets.iter().enumerate() {
-        let uri = format!("http://{target}{path}");
+        *answered = Some(attempt);
+        let uri = format!("http://{}{path}", target.authority);
         let mut builder = Request::builder()
             .method(method.clone())
             .uri(uri)
@@ -505,7 +549,7 @@ async fn proxy(
                         "413 Request Entity Too Large",
                     );
                 }
-                tracing::debug!(%error, target, "upstream request failed");
+                tracing::debug!(%error, target = target.authority, "upstream request failed");
                 return text(
                     StatusCode::BAD_GATEWAY,
                     "502 Bad Gateway: the upstream failed",
