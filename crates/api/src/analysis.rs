@@ -3,6 +3,8 @@
 //! Field names follow Argo Rollouts so that Argo templates load unchanged; the built-in
 //! `switchyard` provider reads the data plane's own metrics and needs no external system.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -363,6 +365,9 @@ pub struct Measurement {
     /// When it finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
+    /// Provider details (the `job` provider records its pod here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
 }
 
 impl Metric {

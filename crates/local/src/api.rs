@@ -57,6 +57,9 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     };
     let mut text = source.ingress.render();
     text.push_str(&source.proxy.render_metrics());
+    text.push_str(&crate::controllers::analysis::exported::render(
+        &state.store,
+    ));
     (
         [(
             header::CONTENT_TYPE,

@@ -396,6 +396,9 @@ pub async fn describe(
         if info.kind == "Ingress" {
             out.push_str(&ingress_details(&object));
         }
+        if info.kind == "AnalysisRun" {
+            out.push_str(&analysis_run_details(&object));
+        }
         let uid = object["metadata"]["uid"].as_str().unwrap_or("");
         let events_path = format!(
             "{}?fieldSelector=involvedObject.uid%3D{uid}",
@@ -504,6 +507,70 @@ async fn service_endpoints(client: &Client, namespace: &str, name: &str) -> anyh
 
 /// kubectl's rules table of `describe ing`, plus the canary settings and whether the
 /// canary merged into a primary.
+/// An AnalysisRun's phase and every metric's counts and measurements.
+fn analysis_run_details(run: &Value) -> String {
+    let status = &run["status"];
+    let mut out = format!(
+        "Phase:              {}\n",
+        status["phase"].as_str().unwrap_or("Pending")
+    );
+    if let Some(message) = status["message"].as_str() {
+        out.push_str(&format!("Message:            {message}\n"));
+    }
+    out.push_str("Metrics:\n");
+    for result in status["metricResults"].as_array().into_iter().flatten() {
+        let count = |field: &str| result[field].as_u64().unwrap_or(0);
+        out.push_str(&format!(
+            "  {}: {} (successful {}, failed {}, inconclusive {}, error {}){}\n",
+            result["name"].as_str().unwrap_or(""),
+            result["phase"].as_str().unwrap_or(""),
+            count("successful"),
+            count("failed"),
+            count("inconclusive"),
+            count("error"),
+            result["message"]
+                .as_str()
+                .map_or(String::new(), |m| format!(": {m}")),
+        ));
+        let mut rows = vec![vec![
+            "#".to_string(),
+            "PHASE".to_string(),
+            "VALUE".to_string(),
+            "STARTED".to_string(),
+            "FINISHED".to_string(),
+            "MESSAGE".to_string(),
+        ]];
+        let time = |v: &Value| {
+            v.as_str()
+                .and_then(|t| t.split('T').nth(1))
+                .unwrap_or("-")
+                .trim_end_matches('Z')
+                .to_string()
+        };
+        for (i, m) in result["measurements"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            rows.push(vec![
+                (i + 1).to_string(),
+                m["phase"].as_str().unwrap_or("").to_string(),
+                m["value"].as_str().unwrap_or("-").to_string(),
+                time(&m["startedAt"]),
+                time(&m["finishedAt"]),
+                m["message"].as_str().unwrap_or("").to_string(),
+            ]);
+        }
+        if rows.len() > 1 {
+            for line in printers::align(&rows).lines() {
+                out.push_str(&format!("    {}\n", line.trim_end()));
+            }
+        }
+    }
+    out
+}
+
 fn ingress_details(ingress: &Value) -> String {
     let mut rows = vec![vec![
         "Host".to_string(),

@@ -298,7 +298,33 @@ fn columns(kind: &str) -> Vec<Column> {
             }),
             age_col,
         ],
-        "AnalysisRun" => vec![("STATUS", false, |o| text(&o["status"]["phase"])), age_col],
+        "AnalysisRun" => vec![
+            ("STATUS", false, |o| text(&o["status"]["phase"])),
+            // Each metric's latest measurement: `name=value (phase)`.
+            ("METRICS", false, |o| {
+                let metrics: Vec<String> = o["status"]["metricResults"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        let last = r["measurements"].as_array().and_then(|m| m.last());
+                        format!(
+                            "{}={} ({})",
+                            r["name"].as_str().unwrap_or(""),
+                            last.and_then(|m| m["value"].as_str()).unwrap_or("-"),
+                            r["phase"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                if metrics.is_empty() {
+                    "<none>".into()
+                } else {
+                    metrics.join(", ")
+                }
+            }),
+            ("MESSAGE", true, |o| text(&o["status"]["message"])),
+            age_col,
+        ],
         _ => vec![age_col],
     };
     cols.insert(0, ("NAME", false, |o| text(&o["metadata"]["name"])));

@@ -4,8 +4,8 @@
 //! run's phase (Failed or Error aborts the release, Inconclusive pauses it).
 //!
 //! Providers: `switchyard` (the ingress's own metrics of the release's canary or stable
-//! Service over a window), `web` and `prometheus` (plain HTTP). `job` is not run yet: its
-//! measurements are Errors that say so.
+//! version over a window, and the canary-vs-stable judge), `web` and `prometheus` (plain
+//! HTTP), and `job` (a pod run to completion, see [`job`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,9 @@ use switchyard_api::analysis::{AnalysisRun, Measurement, Metric, MetricResult, S
 use switchyard_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use switchyard_net::metrics::{BackendKey, LATENCY_BUCKETS, Metrics, Role, StatsSnapshot};
 use switchyard_store::{ObjectKey, Store, Subresource, WatchEvent};
+
+pub mod exported;
+mod job;
 
 use crate::controllers::rollout::ANALYSIS_HASH;
 use crate::runtime::{Context, Controller, Next, ReconcileError, ReconcileFuture};
@@ -111,10 +114,19 @@ impl Controller for AnalysisController {
     }
 
     fn keys_for(&self, event: &WatchEvent, _: &Store) -> Vec<ObjectKey> {
-        if event.key.kind == "AnalysisRun" {
-            vec![event.key.clone()]
-        } else {
-            Vec::new()
+        match event.key.kind.as_str() {
+            "AnalysisRun" => vec![event.key.clone()],
+            // A job pod's progress is its run's.
+            "Pod" => event.object["metadata"]["labels"][job::RUN_LABEL]
+                .as_str()
+                .map(|run| ObjectKey {
+                    kind: "AnalysisRun".into(),
+                    namespace: event.key.namespace.clone(),
+                    name: run.into(),
+                })
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -140,6 +152,11 @@ impl Controller for AnalysisController {
 
 fn to_jiff(time: &Time) -> jiff::Timestamp {
     time.0
+}
+
+fn add_seconds(t: jiff::Timestamp, seconds: i64) -> jiff::Timestamp {
+    t.checked_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap_or(t)
 }
 
 impl AnalysisController {
@@ -231,12 +248,56 @@ impl AnalysisController {
                 )
             })
             .collect();
+        let before_phases: Vec<String> = results.iter().map(|r| r.phase.clone()).collect();
+        // Events for measurements that did not pass, sent once their status is written.
+        let mut notes: Vec<(Phase, String)> = Vec::new();
         for (i, metric) in run.spec.metrics.iter().enumerate() {
             if !due[i] {
                 continue;
             }
-            let (phase, value_text, message) = self.measure(ctx, &value, metric).await;
             let result = &mut results[i];
+            let last_in_flight = result
+                .measurements
+                .as_ref()
+                .and_then(|m| m.last())
+                .filter(|m| m.finished_at.is_none())
+                .cloned();
+            let (phase, value_text, message, started, metadata) =
+                match (&metric.provider.job, last_in_flight) {
+                    (Some(job), Some(running)) => {
+                        match job::progress(&ctx.store, &value, job, &running, terminating) {
+                            None => continue,
+                            Some((phase, value, message)) => {
+                                result.measurements.as_mut().map(Vec::pop);
+                                let started = running.started_at.map_or(now, |t| t.0);
+                                (phase, value, message, started, running.metadata)
+                            }
+                        }
+                    }
+                    (Some(job), None) => {
+                        let n =
+                            (result.count.unwrap_or(0) + result.error.unwrap_or(0) + 1) as usize;
+                        match job::start(&ctx.store, &value, &metric.name, job, n) {
+                            Ok(metadata) => {
+                                result.measurements.get_or_insert_with(Vec::new).push(
+                                    Measurement {
+                                        phase: Phase::Running.as_str().into(),
+                                        started_at: Some(Time(now)),
+                                        metadata: Some(metadata),
+                                        ..Measurement::default()
+                                    },
+                                );
+                                result.phase = Phase::Running.as_str().into();
+                                continue;
+                            }
+                            Err(message) => (Phase::Error, None, Some(message), now, None),
+                        }
+                    }
+                    (None, _) => {
+                        let (phase, value, message) = self.measure(ctx, &value, metric).await;
+                        (phase, value, message, now, None)
+                    }
+                };
             let mut tally = Tally {
                 count: result.count.unwrap_or(0),
                 successful: result.successful.unwrap_or(0),
@@ -246,6 +307,19 @@ impl AnalysisController {
                 consecutive_error: result.consecutive_error.unwrap_or(0),
             };
             tally.record(phase);
+            if phase != Phase::Successful {
+                notes.push((
+                    phase,
+                    format!(
+                        "metric {:?} measured {}{}",
+                        metric.name,
+                        value_text.as_deref().unwrap_or("no value"),
+                        message
+                            .as_deref()
+                            .map_or(String::new(), |m| format!(": {m}"))
+                    ),
+                ));
+            }
             result.count = Some(tally.count);
             result.successful = Some(tally.successful);
             result.failed = Some(tally.failed);
@@ -261,8 +335,9 @@ impl AnalysisController {
                     phase: phase.as_str().to_string(),
                     value: value_text,
                     message,
-                    started_at: Some(Time(now)),
+                    started_at: Some(Time(started)),
                     finished_at: Some(Time(finished)),
+                    metadata,
                 });
             if result.phase == "Pending" {
                 result.phase = "Running".into();
@@ -284,17 +359,64 @@ impl AnalysisController {
                 result.message = reason.clone();
             }
         }
-        let next = next_reconcile(
-            &inputs,
-            started_at,
-            assessment.terminating,
-            jiff::Timestamp::now(),
-        );
+        // A metric waiting on its job pod is woken by the pod's events; the poll is a
+        // fallback (and checks activeDeadlineSeconds).
+        let in_flight = |state: &MetricState| state.last.is_some_and(|l| l.finished_at.is_none());
+        let settled: Vec<MetricInput> = inputs
+            .iter()
+            .zip(&after)
+            .filter(|(_, state)| !in_flight(state))
+            .map(|(input, _)| *input)
+            .collect();
+        let now = jiff::Timestamp::now();
+        let mut next = next_reconcile(&settled, started_at, assessment.terminating, now);
+        if after.iter().any(in_flight) {
+            let poll = add_seconds(now, 1);
+            next = Some(next.map_or(poll, |n| n.min(poll)));
+        }
+        let newly_completed: Vec<(String, Phase)> = results
+            .iter()
+            .zip(&before_phases)
+            .filter_map(|(r, before)| {
+                let phase = Phase::parse(&r.phase)?;
+                (phase.is_completed() && Phase::parse(before) != Some(phase))
+                    .then(|| (r.name.clone(), phase))
+            })
+            .collect();
+        // A terminating run first stops its job pods (next reconcile, right away), so that
+        // no measurement is left Running in a completed run.
+        let jobs_in_flight = run
+            .spec
+            .metrics
+            .iter()
+            .zip(&after)
+            .any(|(m, state)| m.provider.job.is_some() && in_flight(state));
+        let phase = if assessment.terminating && jobs_in_flight {
+            next = Some(now);
+            Phase::Running
+        } else {
+            assessment.phase
+        };
         status.metric_results = Some(results);
-        status.phase = Some(assessment.phase.as_str().to_string());
+        status.phase = Some(phase.as_str().to_string());
         status.message = assessment.message.clone();
-        let completed = assessment.phase.is_completed();
-        self.write(ctx, key, &value, status)?;
+        let completed = phase.is_completed();
+        if run.status.as_ref() != Some(&status) {
+            self.write(ctx, key, &value, status)?;
+        }
+        for (phase, message) in &notes {
+            ctx.recorder
+                .warning(&value, &format!("Metric{}", phase.as_str()), message);
+        }
+        for (metric, phase) in newly_completed {
+            let message = format!("metric {metric:?} completed: {}", phase.as_str());
+            let reason = format!("Metric{}Completed", phase.as_str());
+            if matches!(phase, Phase::Failed | Phase::Error) {
+                ctx.recorder.warning(&value, &reason, &message);
+            } else {
+                ctx.recorder.normal(&value, &reason, &message);
+            }
+        }
         if completed {
             let message = assessment
                 .message
@@ -393,19 +515,22 @@ impl AnalysisController {
                 .flatten()
                 .map(|h| (h.key.clone(), h.value.clone()))
                 .collect();
-            if let Some(token) = prom
-                .authentication
-                .as_ref()
-                .and_then(|a| a.bearer_token.clone())
-            {
+            let auth = prom.authentication.as_ref();
+            if let Some(token) = auth.and_then(|a| a.bearer_token.as_ref()) {
                 headers.push(("Authorization".into(), format!("Bearer {token}")));
+            } else if let Some(basic) = auth.and_then(|a| a.basic.as_ref()) {
+                use base64::Engine;
+                let credentials = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", basic.username, basic.password));
+                headers.push(("Authorization".into(), format!("Basic {credentials}")));
             }
             let timeout = Duration::from_secs(prom.timeout.unwrap_or(30).max(1) as u64);
             http_json("GET", &url, &headers, None, timeout)
                 .await
                 .and_then(|json| prometheus_result(&json))
         } else {
-            Err("the job provider does not run yet on the single host".to_string())
+            // `job` metrics are run by `job::start` and `job::progress`, never here.
+            Err("the metric names no provider".to_string())
         };
         match result {
             Err(message) => (Phase::Error, None, Some(message)),
@@ -667,19 +792,24 @@ async fn http_json(
     let request = request
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| format!("invalid request to {url}: {e}"))?;
-    let response = tokio::time::timeout(timeout, client.request(request))
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status();
+        let body = response.into_body().collect().await;
+        let bytes = body.map_err(|e| format!("{url}: {e}"))?.to_bytes();
+        Ok::<_, String>((status, bytes))
+    };
+    let (status, bytes) = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| format!("{url} did not answer within {timeout:?}"))?
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+        .map_err(|_| format!("{url} did not answer within {timeout:?}"))??;
     if !status.is_success() {
-        return Err(format!("{url} answered {status}"));
+        // Say why: Prometheus, for one, explains a bad query in its body.
+        let body = String::from_utf8_lossy(&bytes);
+        let snippet: String = body.trim().chars().take(300).collect();
+        return Err(format!("{url} answered {status}: {snippet}"));
     }
     serde_json::from_slice(&bytes).map_err(|e| format!("{url} did not answer JSON: {e}"))
 }
