@@ -121,7 +121,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         services(&client, dns).await?;
         canary_ingress(&client, ingress).await?;
         crate::demo_rollouts::blue_green(&client, ingress).await?;
-        crate::demo_rollouts::canary(&client, ingress).await
+        crate::demo_rollouts::canary(&client, ingress).await?;
+        crate::demo_rollouts::canary_rollback(&client, ingress).await
     }
     .await;
     step("Cleaning up: stopping the server and its pods");

@@ -1,11 +1,12 @@
 //! The Rollout part of `switchyard demo`: a blue/green release under live traffic
 //! (promote, then undo) and a canary walking its steps (20% -> pause -> header route ->
-//! 50% -> 100%) with the observed split printed at each step. Every expectation is
-//! checked; any miss fails the demo.
+//! 50% -> 100%) with the observed split printed at each step, then a bad canary that the
+//! built-in analysis fails and rolls back. Every expectation is checked; any miss fails
+//! the demo.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -145,51 +146,48 @@ async fn wait_version(address: SocketAddr, host: &str, version: &str) -> anyhow:
     }
 }
 
-/// Live traffic: one request after another until stopped, counting versions and failures.
+/// Live traffic: one request after another until stopped, counting what answered.
 struct Traffic {
     stop: Arc<AtomicBool>,
-    blue: Arc<AtomicU64>,
-    green: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Seen>,
+}
+
+/// What live traffic saw.
+#[derive(Default)]
+struct Seen {
+    blue: u64,
+    green: u64,
+    /// Answered 200 by another version (a `bad-` one).
+    other: u64,
+    /// Answered 500 (a `bad-` version's errors).
+    server_errors: u64,
+    /// Anything else: refused, reset, 502, 503...
+    failed: u64,
 }
 
 impl Traffic {
     fn start(address: SocketAddr, host: &'static str) -> Traffic {
-        let (stop, blue, green, failed) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicU64::new(0)),
-        );
-        let counters = (stop.clone(), blue.clone(), green.clone(), failed.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let task = tokio::spawn(async move {
-            let (stop, blue, green, failed) = counters;
-            while !stop.load(Ordering::Relaxed) {
-                match version_at(address, host, None).await.as_deref() {
-                    Ok("blue") => blue.fetch_add(1, Ordering::Relaxed),
-                    Ok("green") => green.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
+            let mut seen = Seen::default();
+            while !stopped.load(Ordering::Relaxed) {
+                match version_at(address, host, None).await {
+                    Ok(v) if v == "blue" => seen.blue += 1,
+                    Ok(v) if v == "green" => seen.green += 1,
+                    Ok(_) => seen.other += 1,
+                    Err(e) if e.to_string().starts_with("HTTP/1.1 500") => seen.server_errors += 1,
+                    Err(_) => seen.failed += 1,
+                }
             }
+            seen
         });
-        Traffic {
-            stop,
-            blue,
-            green,
-            failed,
-            task,
-        }
+        Traffic { stop, task }
     }
 
-    async fn finish(self) -> (u64, u64, u64) {
+    async fn finish(self) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        (
-            self.blue.load(Ordering::Relaxed),
-            self.green.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
+        self.task.await.unwrap_or_default()
     }
 }
 
@@ -284,7 +282,9 @@ pub async fn blue_green(client: &Client, ingress: SocketAddr) -> anyhow::Result<
         "  undo (and promote): active back on blue in {} ms",
         undone.elapsed().as_millis()
     ));
-    let (blue, green, failed) = traffic.finish().await;
+    let seen = traffic.finish().await;
+    let (blue, green) = (seen.blue, seen.green);
+    let failed = seen.failed + seen.server_errors + seen.other;
     say(&format!(
         "  live traffic during the release: {blue} blue, {green} green, {failed} failed"
     ));
@@ -410,4 +410,113 @@ async fn split_with_header(ingress: SocketAddr, n: u64) -> anyhow::Result<u64> {
         }
     }
     Ok(green)
+}
+
+/// The failure path: a `bad-` canary (half its answers are 500s) meets the built-in
+/// success-rate analysis, which fails it; the Rollout aborts and all traffic is back on
+/// stable without anyone stepping in. Prints the measurements that decided it.
+pub async fn canary_rollback(client: &Client, ingress: SocketAddr) -> anyhow::Result<()> {
+    step(
+        "Automatic rollback: a bad canary (bad-green) judged by the built-in success-rate analysis",
+    );
+    let template = json!({
+        "apiVersion": "switchyard.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "success-rate"},
+        "spec": {"metrics": [{
+            "name": "success-rate", "interval": "1s", "initialDelay": "1s", "count": 5, "failureLimit": 0,
+            "successCondition": "result >= 0.95",
+            "provider": {"switchyard": {"metric": "success-rate", "target": "canary", "window": "2s", "minRequests": 10}}
+        }]}
+    });
+    let strategy = json!({"canary": {
+        "canaryService": "ab-canary", "stableService": "ab-stable",
+        "trafficRouting": {"nginx": {"stableIngress": "ab"}},
+        "steps": [{"setWeight": 30}, {"analysis": {"templates": [{"templateName": "success-rate"}]}}, {"setWeight": 100}]
+    }});
+    apply(
+        client,
+        vec![
+            template,
+            rollout("ab", strategy),
+            service("ab-stable", "ab", "ClusterIP"),
+            service("ab-canary", "ab", "ClusterIP"),
+            ingress_to("ab", "ab.local", "ab-stable"),
+        ],
+    )
+    .await?;
+    wait_phase(client, "ab", "Healthy", None).await?;
+    wait_version(ingress, "ab.local", "blue").await?;
+    let traffic = Traffic::start(ingress, "ab.local");
+    let released = Instant::now();
+    patch(
+        client,
+        &format!("{ROLLOUTS}/ab"),
+        json!({"spec": {"template": {"spec": {"containers": [container("bad-green")]}}}}),
+    )
+    .await?;
+    let aborted = wait_phase(client, "ab", "Degraded", None).await?;
+    let took = released.elapsed();
+    let seen = traffic.finish().await;
+    ensure!(
+        aborted["status"]["abort"] == true,
+        "the rollout is Degraded but not aborted: {}",
+        aborted["status"]
+    );
+    say(&format!(
+        "  released bad-green at 30%; aborted by analysis {:.1}s later: {}",
+        took.as_secs_f64(),
+        aborted["status"]["message"].as_str().unwrap_or("")
+    ));
+    say(&format!(
+        "  live traffic meanwhile: {} blue, {} bad-green, {} bad-green 500s, {} other failures",
+        seen.blue, seen.other, seen.server_errors, seen.failed
+    ));
+    ensure!(
+        seen.failed == 0,
+        "{} requests failed for another reason than the bad canary's 500s",
+        seen.failed
+    );
+    let runs = client
+        .get("/apis/switchyard.dev/v1alpha1/namespaces/default/analysisruns")
+        .await?;
+    let run = runs["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["metadata"]["ownerReferences"][0]["name"] == "ab")
+        .context("the analysis run of the bad canary")?;
+    ensure!(
+        run["status"]["phase"] == "Failed",
+        "the analysis run is {}",
+        run["status"]["phase"]
+    );
+    for result in run["status"]["metricResults"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for m in result["measurements"].as_array().into_iter().flatten() {
+            say(&format!(
+                "  measurement {}: {} = {} -> {}",
+                run["metadata"]["name"].as_str().unwrap_or(""),
+                result["name"].as_str().unwrap_or(""),
+                m["value"].as_str().unwrap_or("-"),
+                m["phase"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    let mut on_blue = 0;
+    for _ in 0..100 {
+        if version_at(ingress, "ab.local", None).await? == "blue" {
+            on_blue += 1;
+        }
+    }
+    say(&format!(
+        "  after the abort: {on_blue} of 100 requests answered by blue, none failed"
+    ));
+    ensure!(
+        on_blue == 100,
+        "{} of 100 requests still reached the canary after the abort",
+        100 - on_blue
+    );
+    Ok(())
 }

@@ -379,7 +379,7 @@ fn restart_replaces_every_pod_one_at_a_time() {
 
 fn analysis_template() -> Value {
     json!({"apiVersion": "switchyard.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "success-rate"},
-           "spec": {"metrics": [{"name": "success-rate", "initialDelay": "2s", "interval": "1s", "count": 3, "failureLimit": 0,
+           "spec": {"metrics": [{"name": "success-rate", "interval": "1s", "count": 3, "failureLimit": 0,
                                  "successCondition": "result >= 0.95",
                                  "provider": {"switchyard": {"metric": "success-rate", "target": "canary", "window": "2s", "minRequests": 5}}}]}})
 }
@@ -512,4 +512,96 @@ fn a_failing_switchyard_metric_aborts_the_canary_and_a_passing_one_promotes_it()
     wait_for("all green", Duration::from_secs(30), || {
         (green_share(&server, 20) == 20).then_some(())
     });
+}
+
+#[test]
+fn the_judge_passes_a_good_canary_and_fails_a_bad_one() {
+    let server = Server::start();
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "judge"}]}}, {"setWeight": 100}]
+    }});
+    let judge = json!({"apiVersion": "switchyard.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "judge"},
+           "spec": {"metrics": [{"name": "judge", "interval": "1s", "count": 2, "failureLimit": 0,
+                                 "successCondition": "result >= 75",
+                                 "provider": {"switchyard": {"metric": "judge", "window": "3s", "minRequests": 20}}}]}});
+    apply(
+        &server,
+        vec![
+            rollout(strategy),
+            service("web-stable"),
+            service("web-canary"),
+            ingress("web-stable"),
+            judge,
+        ],
+    );
+    wait_phase(&server, "Healthy", None);
+    let runs = |server: &Server| {
+        server
+            .api(
+                "GET",
+                "/apis/switchyard.dev/v1alpha1/namespaces/default/analysisruns",
+                None,
+            )
+            .1
+    };
+
+    // A good canary: same errors and latency as stable, so the judge passes it.
+    let (healthy, _) = under_load(&server.ingress, || {
+        cli_ok(
+            &server,
+            &[
+                "rollout",
+                "set",
+                "image",
+                "web",
+                "demo=switchyard/demo:green",
+            ],
+        );
+        wait_phase(&server, "Healthy", None)
+    });
+    assert_eq!(
+        healthy["status"]["stableRS"],
+        healthy["status"]["currentPodHash"]
+    );
+    let passed = &runs(&server)["items"][0];
+    assert_eq!(passed["status"]["phase"], "Successful", "{passed}");
+    let first = &passed["status"]["metricResults"][0]["measurements"][0];
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("judge verdict Pass"),
+        "{first}"
+    );
+
+    // A bad canary: half its answers are errors, which the judge classifies High.
+    let (aborted, _) = under_load(&server.ingress, || {
+        cli_ok(
+            &server,
+            &[
+                "rollout",
+                "set",
+                "image",
+                "web",
+                "demo=switchyard/demo:bad-blue",
+            ],
+        );
+        wait_for("aborted by the judge", Duration::from_secs(60), || {
+            let ro = get_rollout(&server);
+            (ro["status"]["phase"] == "Degraded").then_some(ro)
+        })
+    });
+    assert!(aborted["status"]["abort"] == true, "{}", aborted["status"]);
+    let failed = runs(&server)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"]["phase"] == "Failed")
+        .cloned()
+        .expect("a failed judge run");
+    let measurement = &failed["status"]["metricResults"][0]["measurements"][0];
+    let message = measurement["message"].as_str().unwrap();
+    assert!(message.contains("errors High"), "{measurement}");
 }

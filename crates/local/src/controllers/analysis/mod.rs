@@ -251,6 +251,8 @@ impl AnalysisController {
         let before_phases: Vec<String> = results.iter().map(|r| r.phase.clone()).collect();
         // Events for measurements that did not pass, sent once their status is written.
         let mut notes: Vec<(Phase, String)> = Vec::new();
+        // Metrics whose provider asked to measure again shortly.
+        let mut deferred = vec![false; run.spec.metrics.len()];
         for (i, metric) in run.spec.metrics.iter().enumerate() {
             if !due[i] {
                 continue;
@@ -295,6 +297,10 @@ impl AnalysisController {
                     }
                     (None, _) => {
                         let (phase, value, message) = self.measure(ctx, &value, metric).await;
+                        if phase == Phase::Pending {
+                            deferred[i] = true;
+                            continue;
+                        }
                         (phase, value, message, now, None)
                     }
                 };
@@ -360,18 +366,25 @@ impl AnalysisController {
             }
         }
         // A metric waiting on its job pod is woken by the pod's events; the poll is a
-        // fallback (and checks activeDeadlineSeconds).
+        // fallback (and checks activeDeadlineSeconds). A deferred metric retries shortly.
         let in_flight = |state: &MetricState| state.last.is_some_and(|l| l.finished_at.is_none());
         let settled: Vec<MetricInput> = inputs
             .iter()
             .zip(&after)
-            .filter(|(_, state)| !in_flight(state))
-            .map(|(input, _)| *input)
+            .zip(&deferred)
+            .filter(|((_, state), deferred)| !in_flight(state) && !**deferred)
+            .map(|((input, _), _)| *input)
             .collect();
         let now = jiff::Timestamp::now();
         let mut next = next_reconcile(&settled, started_at, assessment.terminating, now);
-        if after.iter().any(in_flight) {
-            let poll = add_seconds(now, 1);
+        let poll = if deferred.contains(&true) {
+            Some(now + jiff::SignedDuration::from_millis(250))
+        } else if after.iter().any(in_flight) {
+            Some(add_seconds(now, 1))
+        } else {
+            None
+        };
+        if let Some(poll) = poll {
             next = Some(next.map_or(poll, |n| n.min(poll)));
         }
         let newly_completed: Vec<(String, Phase)> = results
@@ -535,6 +548,7 @@ impl AnalysisController {
         match result {
             Err(message) => (Phase::Error, None, Some(message)),
             Ok(Measured::Inconclusive(message)) => (Phase::Inconclusive, None, Some(message)),
+            Ok(Measured::NotYet) => (Phase::Pending, None, None),
             Ok(Measured::Value(value)) => {
                 let outcome = evaluate_conditions(
                     metric.success_condition.as_deref(),
@@ -542,6 +556,18 @@ impl AnalysisController {
                     &value,
                 );
                 (outcome.phase, Some(value.to_string()), outcome.message)
+            }
+            Ok(Measured::Judged { score, summary }) => {
+                let outcome = evaluate_conditions(
+                    metric.success_condition.as_deref(),
+                    metric.failure_condition.as_deref(),
+                    &score,
+                );
+                let message = match outcome.message {
+                    Some(m) => format!("{summary}; {m}"),
+                    None => summary,
+                };
+                (outcome.phase, Some(score.to_string()), Some(message))
             }
         }
     }
@@ -575,6 +601,9 @@ impl AnalysisController {
             .as_str()
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             .and_then(|t| Duration::try_from(jiff::Timestamp::now().duration_since(t)).ok());
+        // A run younger than its window has not seen a full window yet: too few requests
+        // then means "wait", not Inconclusive.
+        let filling = since_created.is_some_and(|age| age < window);
         let window = since_created.map_or(window, |age| window.min(age));
         let role = if target == "stable" {
             Role::Stable
@@ -598,6 +627,9 @@ impl AnalysisController {
         let total = s.requests();
         let min = metric.min_requests.unwrap_or(1).max(1) as u64;
         if metric.metric != "judge" && total < min {
+            if filling {
+                return Ok(Measured::NotYet);
+            }
             return Ok(Measured::Inconclusive(format!(
                 "{total} requests to {wanted_service} ({target}) in the last {window:?}, fewer than minRequests {min}"
             )));
@@ -619,6 +651,9 @@ impl AnalysisController {
                     Some(v) != canary_hash
                 });
                 if canary.requests() < min || stable.requests() < min {
+                    if filling {
+                        return Ok(Measured::NotYet);
+                    }
                     return Ok(Measured::Inconclusive(
                         "not enough canary or stable requests to judge".into(),
                     ));
@@ -651,7 +686,26 @@ impl AnalysisController {
                     &metrics,
                     &switchyard_analysis::JudgeConfig::default(),
                 );
-                json!(judgement.score)
+                // The score is the value; the verdict and each metric's class say why.
+                let classes: Vec<String> = judgement
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{} {:?} (canary mean {:.4}, stable {:.4})",
+                            m.name, m.classification, m.canary_mean, m.stable_mean
+                        )
+                    })
+                    .collect();
+                return Ok(Measured::Judged {
+                    score: json!(judgement.score),
+                    summary: format!(
+                        "judge verdict {:?} (score {}): {}",
+                        judgement.verdict,
+                        judgement.score,
+                        classes.join(", ")
+                    ),
+                });
             }
             other => match other
                 .strip_prefix("latency-p")
@@ -723,6 +777,13 @@ impl Release {
 enum Measured {
     Value(Value),
     Inconclusive(String),
+    /// Not enough data yet: measure again shortly (reported as [`Phase::Pending`]).
+    NotYet,
+    /// The judge's score, with its verdict and per-metric classes.
+    Judged {
+        score: Value,
+        summary: String,
+    },
 }
 
 /// A latency quantile from the histogram, interpolating linearly inside the bucket.
