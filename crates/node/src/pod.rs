@@ -703,10 +703,16 @@ async fn supervise_probes(
         let timing = Timing::of(probe);
         tokio::time::sleep(timing.initial_delay).await;
         let mut counter = Counter::new(false);
+        let mut ever_ready = false;
         loop {
-            let outcome = probes::run_once(probe, &target, timing.timeout).await;
+            let tick = tokio::time::Instant::now() + timing.period;
+            let outcome = if ever_ready {
+                probes::run_once(probe, &target, timing.timeout).await
+            } else {
+                probe_while_starting(probe, &target, &timing, tick).await
+            };
             let success = outcome == Outcome::Success;
-            if let Outcome::Failure(message) = &outcome {
+            if let Some(message) = outcome.failure() {
                 shared.event(
                     true,
                     "Unhealthy",
@@ -715,9 +721,10 @@ async fn supervise_probes(
             }
             if counter.record(success, &timing) {
                 let ready = counter.passing;
+                ever_ready |= ready;
                 shared.update(index, |c| c.ready = ready);
             }
-            tokio::time::sleep(timing.period).await;
+            tokio::time::sleep_until(tick).await;
         }
     };
     let liveness = async {
@@ -746,8 +753,13 @@ async fn probe_until(
     let mut counter = Counter::new(start_passing);
     let mut failures_in_a_row = 0;
     loop {
-        let outcome = probes::run_once(probe, target, timing.timeout).await;
-        if let Outcome::Failure(message) = &outcome {
+        let tick = tokio::time::Instant::now() + timing.period;
+        let outcome = if start_passing {
+            probes::run_once(probe, target, timing.timeout).await
+        } else {
+            probe_while_starting(probe, target, &timing, tick).await
+        };
+        if let Some(message) = outcome.failure() {
             shared.event(true, "Unhealthy", format!("{kind} probe failed: {message}"));
             failures_in_a_row += 1;
             // A startup probe that keeps failing fails the container, as liveness would.
@@ -761,7 +773,32 @@ async fn probe_until(
             tracing::debug!(container, kind, passing = counter.passing, "probe flipped");
             return counter.passing;
         }
-        tokio::time::sleep(timing.period).await;
+        tokio::time::sleep_until(tick).await;
+    }
+}
+
+/// How soon a starting container's refused probe is tried again.
+const STARTING_RETRY: Duration = Duration::from_millis(50);
+
+/// One probe of a container that has not passed yet. A refused connection only means the
+/// app has not bound its port yet, so it is tried again every 50 ms until the next period
+/// tick instead of leaving the pod unready for a whole period; only the last attempt is
+/// the period's outcome. (The kubelet waits for the tick; this is the single host's
+/// start-up fast path, and never turns a failing probe into a passing one.)
+async fn probe_while_starting(
+    probe: &Probe,
+    target: &probes::Target<'_>,
+    timing: &Timing,
+    tick: tokio::time::Instant,
+) -> Outcome {
+    loop {
+        let outcome = probes::run_once(probe, target, timing.timeout).await;
+        if !matches!(outcome, Outcome::Refused(_))
+            || tokio::time::Instant::now() + STARTING_RETRY >= tick
+        {
+            return outcome;
+        }
+        tokio::time::sleep(STARTING_RETRY).await;
     }
 }
 

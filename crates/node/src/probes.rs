@@ -20,6 +20,26 @@ pub enum Outcome {
     Success,
     /// The probe failed, with why.
     Failure(String),
+    /// A network probe's connection was refused: nothing listens on the port (yet).
+    Refused(String),
+}
+
+impl Outcome {
+    /// Why the probe did not pass (`None` when it passed).
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            Outcome::Success => None,
+            Outcome::Failure(message) | Outcome::Refused(message) => Some(message),
+        }
+    }
+}
+
+fn dial_failed(error: &std::io::Error, message: String) -> Outcome {
+    if error.kind() == std::io::ErrorKind::ConnectionRefused {
+        Outcome::Refused(message)
+    } else {
+        Outcome::Failure(message)
+    }
 }
 
 /// Timing and thresholds of a probe, with the kubelet's defaults.
@@ -138,7 +158,7 @@ pub async fn run_once(probe: &Probe, target: &Target<'_>, timeout: Duration) -> 
             };
             match TcpStream::connect(SocketAddr::new(target.ip, port)).await {
                 Ok(_) => Outcome::Success,
-                Err(e) => Outcome::Failure(format!("dial tcp {}:{port}: {e}", target.ip)),
+                Err(e) => dial_failed(&e, format!("dial tcp {}:{port}: {e}", target.ip)),
             }
         } else if let Some(exec) = &probe.exec {
             exec_once(exec.command.as_deref().unwrap_or_default(), target, timeout).await
@@ -168,9 +188,10 @@ async fn http_get(address: SocketAddr, path: &str, headers: &[(String, String)])
     let stream = match TcpStream::connect(address).await {
         Ok(s) => s,
         Err(e) => {
-            return Outcome::Failure(format!(
-                "Get \"http://{address}{path}\": dial tcp {address}: {e}"
-            ));
+            return dial_failed(
+                &e,
+                format!("Get \"http://{address}{path}\": dial tcp {address}: {e}"),
+            );
         }
     };
     let io = hyper_util::rt::TokioIo::new(stream);
@@ -307,9 +328,10 @@ mod tests {
             Outcome::Success
         );
         drop(listener);
+        // Nothing listens: refused, which a starting container retries within its period.
         assert!(matches!(
             run_once(&tcp(port as i32), &target, Duration::from_secs(1)).await,
-            Outcome::Failure(_)
+            Outcome::Refused(_)
         ));
         let exec = |cmd: &[&str]| Probe {
             exec: Some(k8s_openapi::api::core::v1::ExecAction {

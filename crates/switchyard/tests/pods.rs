@@ -453,3 +453,29 @@ fn logs_follow_streams_new_output() {
         .collect();
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{lines:?}");
 }
+
+#[test]
+fn a_port_bound_late_makes_the_pod_ready_without_waiting_a_whole_period() {
+    let server = Server::start();
+    let m = marker();
+    // The app binds 0.4 s after it starts; the probe period is 10 s. The kubelet would
+    // report Ready at the second probe, 10 s in; refused connections while starting are
+    // retried, so Ready comes as soon as the port answers.
+    let container = json!({
+        "name": "app", "image": "local/python",
+        "command": ["/bin/sh", "-c", "sleep 0.4; exec python3 -m http.server 8080 --bind $POD_IP"],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10}
+    });
+    let started = std::time::Instant::now();
+    let (code, body) = server.api("POST", PODS, Some(&pod("late", &m, container)));
+    assert_eq!(code, 201, "{body}");
+    wait_pod(&server, "late", "Ready", Duration::from_secs(5), ready);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The refused attempts while starting are not reported as probe failures.
+    let events = stdout(&server.cli(&["get", "events"]));
+    assert!(
+        !events.contains("Readiness probe failed"),
+        "unexpected probe failure events:\n{events}"
+    );
+}
