@@ -109,8 +109,26 @@ impl Node {
         );
         let (stop, stop_rx) = watch::channel(None);
         let task = tokio::spawn(async move {
+            // Init containers one after another, each to success, before any other starts.
+            let init = shared.init_count();
+            for index in 0..init {
+                match pod::run_container(shared.clone(), index, stop_rx.clone()).await {
+                    Some(0) => {}
+                    Some(_) => {
+                        // Failed under restartPolicy Never: the pod failed.
+                        shared.fail_init();
+                        let mut stop_rx = stop_rx.clone();
+                        let _ = stop_rx.wait_for(Option::is_some).await;
+                        return;
+                    }
+                    None => return,
+                }
+            }
+            if init > 0 {
+                shared.initialized();
+            }
             let mut containers = Vec::new();
-            for index in 0..shared.run.spec.containers.len() {
+            for index in init..init + shared.run.spec.containers.len() {
                 containers.push(tokio::spawn(pod::run_container(
                     shared.clone(),
                     index,
@@ -121,8 +139,10 @@ impl Node {
             let names: Vec<String> = shared
                 .run
                 .spec
-                .containers
+                .init_containers
                 .iter()
+                .flatten()
+                .chain(&shared.run.spec.containers)
                 .map(|c| c.name.clone())
                 .collect();
             let janitor = tokio::spawn(async move {

@@ -132,7 +132,12 @@ struct ContainerStatus {
 pub(crate) struct PodShared {
     pub run: PodRun,
     pub dir: PathBuf,
+    /// Init containers' statuses first, then the regular containers' (see [`Self::spec`]).
     containers: Mutex<Vec<ContainerStatus>>,
+    /// How many of `containers` are init containers.
+    init_count: usize,
+    /// An init container failed for good (restartPolicy Never): the pod failed.
+    init_failed: std::sync::atomic::AtomicBool,
     transitions: Mutex<HashMap<&'static str, (bool, String)>>,
     status: watch::Sender<Value>,
     events: mpsc::UnboundedSender<NodeEvent>,
@@ -154,16 +159,22 @@ impl PodShared {
         images: Arc<ImageMap>,
         self_exe: PathBuf,
     ) -> (Arc<PodShared>, watch::Receiver<Value>) {
-        let containers = run
-            .spec
-            .containers
+        let init = run.spec.init_containers.as_deref().unwrap_or_default();
+        let waiting_reason = if init.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        let containers = init
             .iter()
-            .map(|c| ContainerStatus {
+            .map(|c| (c, "PodInitializing"))
+            .chain(run.spec.containers.iter().map(|c| (c, waiting_reason)))
+            .map(|(c, reason)| ContainerStatus {
                 name: c.name.clone(),
                 image: c.image.clone().unwrap_or_default(),
                 restart_count: run.restart_counts.get(&c.name).copied().unwrap_or(0),
                 state: State::Waiting {
-                    reason: "ContainerCreating".into(),
+                    reason: reason.into(),
                     message: String::new(),
                 },
                 last_state: None,
@@ -172,11 +183,14 @@ impl PodShared {
                 ever_started: false,
             })
             .collect();
+        let init_count = init.len();
         let (status, rx) = watch::channel(Value::Null);
         let shared = Arc::new(PodShared {
             run,
             dir,
             containers: Mutex::new(containers),
+            init_count,
+            init_failed: std::sync::atomic::AtomicBool::new(false),
             transitions: Mutex::new(HashMap::new()),
             status,
             events,
@@ -185,6 +199,41 @@ impl PodShared {
         });
         shared.publish();
         (shared, rx)
+    }
+
+    /// The spec of container `index` (init containers first, as in `containers`).
+    pub fn spec(&self, index: usize) -> &Container {
+        match index.checked_sub(self.init_count) {
+            None => &self.run.spec.init_containers.as_deref().unwrap_or_default()[index],
+            Some(i) => &self.run.spec.containers[i],
+        }
+    }
+
+    /// How many init containers the pod has.
+    pub fn init_count(&self) -> usize {
+        self.init_count
+    }
+
+    /// Marks the pod failed by an init container and republishes.
+    pub fn fail_init(&self) {
+        self.init_failed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.publish();
+    }
+
+    /// The regular containers wait no longer for initialization.
+    pub fn initialized(&self) {
+        let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        for c in containers.iter_mut().skip(self.init_count) {
+            if matches!(&c.state, State::Waiting { reason, .. } if reason == "PodInitializing") {
+                c.state = State::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: String::new(),
+                };
+            }
+        }
+        drop(containers);
+        self.publish();
     }
 
     fn event(&self, warning: bool, reason: &str, message: String) {
@@ -206,16 +255,24 @@ impl PodShared {
 
     /// Recomputes the PodStatus and publishes it when it changed.
     fn publish(&self) {
-        let containers = self
+        let mut init = self
             .containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let containers = init.split_off(self.init_count);
+        let initialized = init
+            .iter()
+            .all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. }));
         let all_ready = !containers.is_empty() && containers.iter().all(|c| c.ready);
-        let phase = phase(
-            &containers,
-            self.run.spec.restart_policy.as_deref().unwrap_or("Always"),
-        );
+        let phase = if self.init_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            "Failed"
+        } else {
+            phase(
+                &containers,
+                self.run.spec.restart_policy.as_deref().unwrap_or("Always"),
+            )
+        };
         let mut transitions = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
         let mut condition = |name: &'static str, value: bool| {
             let entry = transitions.entry(name).or_insert_with(|| (value, now()));
@@ -231,31 +288,29 @@ impl PodShared {
         };
         let conditions = vec![
             condition("PodScheduled", true),
-            condition("Initialized", true),
+            condition("Initialized", initialized),
             condition("ContainersReady", all_ready),
             condition("Ready", all_ready),
         ];
-        let statuses: Vec<Value> = containers
-            .iter()
-            .map(|c| {
-                let mut s = json!({
-                    "name": c.name,
-                    "image": c.image,
-                    "imageID": "",
-                    "ready": c.ready,
-                    "started": c.started,
-                    "restartCount": c.restart_count,
-                    "state": c.state.to_json(),
-                    "lastState": c.last_state.as_ref().map_or(json!({}), State::to_json),
-                });
-                if c.ever_started {
-                    s["containerID"] = json!(format!("switchyard://{}/{}", self.run.uid, c.name));
-                }
-                s
-            })
-            .collect();
+        let to_json = |c: &ContainerStatus| {
+            let mut s = json!({
+                "name": c.name,
+                "image": c.image,
+                "imageID": "",
+                "ready": c.ready,
+                "started": c.started,
+                "restartCount": c.restart_count,
+                "state": c.state.to_json(),
+                "lastState": c.last_state.as_ref().map_or(json!({}), State::to_json),
+            });
+            if c.ever_started {
+                s["containerID"] = json!(format!("switchyard://{}/{}", self.run.uid, c.name));
+            }
+            s
+        };
+        let statuses: Vec<Value> = containers.iter().map(to_json).collect();
         let ip = self.run.ip.to_string();
-        let status = json!({
+        let mut status = json!({
             "phase": phase,
             "conditions": conditions,
             "hostIP": "127.0.0.1",
@@ -266,6 +321,9 @@ impl PodShared {
             "containerStatuses": statuses,
             "qosClass": "BestEffort",
         });
+        if !init.is_empty() {
+            status["initContainerStatuses"] = init.iter().map(to_json).collect();
+        }
         self.status.send_if_modified(|current| {
             if *current == status {
                 false
@@ -393,12 +451,17 @@ fn environment(
 }
 
 /// Runs container `index` until `stop` carries a grace period.
+/// Runs container `index` (init containers first, see [`PodShared::spec`]) with the pod's
+/// restart policy. An init container restarts only on failure (unless the policy is
+/// Never) and its run ends when it succeeds: the exit code is returned. Regular
+/// containers run until stopped (`None`).
 pub(crate) async fn run_container(
     shared: Arc<PodShared>,
     index: usize,
     mut stop: watch::Receiver<Option<Duration>>,
-) {
-    let container = shared.run.spec.containers[index].clone();
+) -> Option<i32> {
+    let init = index < shared.init_count();
+    let container = shared.spec(index).clone();
     let name = container.name.clone();
     let pod_label = format!("{}/{}", shared.run.namespace, shared.run.name);
     let restart_policy = shared
@@ -412,7 +475,7 @@ pub(crate) async fn run_container(
     let mut crashes_in_a_row: u32 = 0;
     loop {
         if stop.borrow().is_some() {
-            return;
+            return None;
         }
         let resolved = shared.images.resolve(
             container.image.as_deref().unwrap_or(""),
@@ -444,7 +507,7 @@ pub(crate) async fn run_container(
                 format!("Failed to start container {name:?}: {message}"),
             );
             let _ = stop.wait_for(Option::is_some).await;
-            return;
+            return None;
         };
         let env = environment(&shared.run, &container, &image_env);
         let args: Vec<String> = args.iter().map(|a| expand(a, &env)).collect();
@@ -483,21 +546,25 @@ pub(crate) async fn run_container(
                 c.ready = false;
                 c.started = false;
             });
-            return;
+            return None;
         }
         let restart = match restart_policy.as_str() {
             "Never" => false,
             "OnFailure" => exit_code != 0,
-            _ => true,
+            _ => !init || exit_code != 0,
         };
         if !restart {
             shared.update(index, |c| {
                 c.state = terminated;
-                c.ready = false;
+                // A completed init container reports ready, as the kubelet's do.
+                c.ready = init && exit_code == 0;
                 c.started = false;
             });
+            if init {
+                return Some(exit_code);
+            }
             let _ = stop.wait_for(Option::is_some).await;
-            return;
+            return None;
         }
         if started.elapsed() >= BACKOFF_RESET {
             crashes_in_a_row = 0;
@@ -532,7 +599,7 @@ pub(crate) async fn run_container(
             );
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = stop.wait_for(Option::is_some) => return,
+                _ = stop.wait_for(Option::is_some) => return None,
             }
         }
         logs::rotate_to_previous(&log_dir);
@@ -597,7 +664,9 @@ async fn run_instance(
         };
         c.ever_started = true;
         c.started = container.startup_probe.is_none();
-        c.ready = container.startup_probe.is_none() && container.readiness_probe.is_none();
+        c.ready = index >= shared.init_count()
+            && container.startup_probe.is_none()
+            && container.readiness_probe.is_none();
     });
     shared.event(false, "Started", format!("Started container {name}"));
 

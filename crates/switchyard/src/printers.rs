@@ -335,6 +335,27 @@ fn pod_status(o: &Value) -> String {
     if o["metadata"]["deletionTimestamp"].is_string() {
         return "Terminating".into();
     }
+    // kubectl's order: the first init container that has not succeeded names the status.
+    let init = o["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (i, s) in init.iter().enumerate() {
+        let terminated = &s["state"]["terminated"];
+        if terminated["exitCode"] == 0 {
+            continue;
+        }
+        if let Some(reason) = terminated["reason"].as_str() {
+            return format!("Init:{reason}");
+        }
+        if let Some(reason) = s["state"]["waiting"]["reason"]
+            .as_str()
+            .filter(|r| *r != "PodInitializing")
+        {
+            return format!("Init:{reason}");
+        }
+        return format!("Init:{i}/{}", init.len());
+    }
     let statuses = o["status"]["containerStatuses"]
         .as_array()
         .cloned()

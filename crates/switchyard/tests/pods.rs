@@ -479,3 +479,91 @@ fn a_port_bound_late_makes_the_pod_ready_without_waiting_a_whole_period() {
         "unexpected probe failure events:\n{events}"
     );
 }
+
+#[test]
+fn init_containers_run_in_order_to_success_before_the_app_starts() {
+    let server = Server::start();
+    let m = marker();
+    let dir = server.data_dir().to_str().unwrap().to_string();
+    let mut spec = pod(
+        "initialized",
+        &m,
+        json!({"name": "app", "image": "local/shell",
+               "command": ["/bin/sh", "-c", "cat first second > app-saw; exec sleep 300"],
+               "workingDir": dir}),
+    );
+    // The second init container fails once (no marker yet), is restarted, then succeeds.
+    spec["spec"]["initContainers"] = json!([
+        {"name": "first", "image": "local/shell", "workingDir": dir,
+         "command": ["/bin/sh", "-c", "echo one > first"]},
+        {"name": "second", "image": "local/shell", "workingDir": dir,
+         "command": ["/bin/sh", "-c", "if [ -f tried ]; then echo two > second; else touch tried; exit 1; fi"]},
+    ]);
+    let (code, body) = server.api("POST", PODS, Some(&spec));
+    assert_eq!(code, 201, "{body}");
+    let running = wait_pod(
+        &server,
+        "initialized",
+        "Running and Initialized",
+        Duration::from_secs(30),
+        |p| {
+            p["status"]["phase"] == "Running"
+                && p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Initialized" && c["status"] == "True")
+        },
+    );
+    let init = running["status"]["initContainerStatuses"]
+        .as_array()
+        .unwrap();
+    assert_eq!(init.len(), 2, "{}", running["status"]);
+    assert_eq!(init[0]["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(init[1]["restartCount"], 1, "{}", running["status"]);
+    assert_eq!(init[1]["lastState"]["terminated"]["exitCode"], 1);
+    wait_for(
+        "the app saw both init outputs",
+        Duration::from_secs(10),
+        || {
+            let saw = std::fs::read_to_string(server.data_dir().join("app-saw")).ok()?;
+            (saw == "one\ntwo\n").then_some(())
+        },
+    );
+
+    // With restartPolicy Never a failing init container fails the pod; the app never runs.
+    let mut failing = pod(
+        "init-fails",
+        &m,
+        json!({"name": "app", "image": "local/shell", "command": ["/bin/sh", "-c", "touch app-ran; exec sleep 300"],
+               "workingDir": dir}),
+    );
+    failing["spec"]["restartPolicy"] = json!("Never");
+    failing["spec"]["initContainers"] = json!([
+        {"name": "check", "image": "local/shell", "command": ["/bin/sh", "-c", "exit 7"]}
+    ]);
+    let (code, body) = server.api("POST", PODS, Some(&failing));
+    assert_eq!(code, 201, "{body}");
+    let failed = wait_pod(
+        &server,
+        "init-fails",
+        "Failed",
+        Duration::from_secs(30),
+        |p| p["status"]["phase"] == "Failed",
+    );
+    assert_eq!(
+        failed["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+        7
+    );
+    assert_eq!(
+        failed["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "PodInitializing"
+    );
+    let pods = stdout(&server.cli(&["get", "pods"]));
+    assert!(
+        pods.lines()
+            .any(|l| l.starts_with("init-fails") && l.contains("Init:Error")),
+        "{pods}"
+    );
+    assert!(!server.data_dir().join("app-ran").exists());
+}

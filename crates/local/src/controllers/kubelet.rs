@@ -232,16 +232,6 @@ impl Kubelet {
                 key.namespace, key.name
             ),
         );
-        if admitted["spec"]["initContainers"]
-            .as_array()
-            .is_some_and(|c| !c.is_empty())
-        {
-            ctx.recorder.warning(
-                &admitted,
-                "InitContainersNotRun",
-                "init containers are not run by the single-host engine yet; the pod's regular containers start without them",
-            );
-        }
         Ok(admitted)
     }
 
