@@ -232,6 +232,21 @@ impl Kubelet {
                 key.namespace, key.name
             ),
         );
+        for sidecar in admitted["spec"]["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["restartPolicy"] == "Always")
+        {
+            ctx.recorder.warning(
+                &admitted,
+                "SidecarNotSupported",
+                &format!(
+                    "init container {} has restartPolicy Always (a native sidecar); the single-host engine runs it like any init container, so the pod starts only once it exits",
+                    sidecar["name"]
+                ),
+            );
+        }
         Ok(admitted)
     }
 
