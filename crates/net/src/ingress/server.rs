@@ -104,13 +104,13 @@ pub struct IngressTable {
     pub upstreams: HashMap<Backend, Upstream>,
 }
 
-/// The ingress: the current table, the upstream connection pool, and the metrics.
+/// The ingress: the current table and the metrics, shared by its worker threads (each
+/// has its own upstream connection pool, see [`serve`]).
 pub struct Ingress {
     table: ArcSwap<IngressTable>,
     /// Turns true with the first table: until then connections wait in the backlog, so
     /// that a restarted server never answers from an empty table.
     loaded: tokio::sync::watch::Sender<bool>,
-    client: Client<HttpConnector, Body>,
     metrics: Arc<Metrics>,
     limits: Limits,
     next: AtomicUsize,
@@ -133,14 +133,6 @@ const HOP_BY_HOP: [&str; 8] = [
 impl Ingress {
     /// An ingress with an empty table.
     pub fn new(metrics: Arc<Metrics>, limits: Limits) -> Arc<Ingress> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(limits.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(limits.idle_timeout)
-            .pool_max_idle_per_host(256)
-            .timer(TokioTimer::new())
-            .build(connector);
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -148,7 +140,6 @@ impl Ingress {
         Arc::new(Ingress {
             table: ArcSwap::from_pointee(IngressTable::default()),
             loaded: tokio::sync::watch::channel(false).0,
-            client,
             metrics,
             limits,
             next: AtomicUsize::new(0),
@@ -179,6 +170,18 @@ impl Ingress {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// A keep-alive pool of upstream connections, for one worker's runtime.
+    fn upstream_client(&self) -> UpstreamClient {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(self.limits.connect_timeout));
+        connector.set_nodelay(true);
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(self.limits.idle_timeout)
+            .pool_max_idle_per_host(256)
+            .timer(TokioTimer::new())
+            .build(connector)
+    }
+
     fn request_id(&self) -> String {
         let n = self
             .request_ids
@@ -189,11 +192,72 @@ impl Ingress {
 
 /// Serves HTTP/1.1 and h2c on `listener` until `shutdown` resolves; a failing connection
 /// or backend never takes the listener down.
+///
+/// One worker thread per CPU, each a current-thread runtime accepting on its own copy of
+/// the listener with its own upstream pool: a request, its upstream connection and its
+/// response stay on one thread, as in nginx's worker model, instead of waking tasks
+/// across the server's shared work-stealing runtime (which measured a futex call and a
+/// context switch for most requests).
 pub async fn serve(
     listener: TcpListener,
     ingress: Arc<Ingress>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "ingress listener unusable");
+            return;
+        }
+    };
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut finished = Vec::new();
+    for i in 0..workers {
+        let listener = match listener.try_clone() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "ingress listener cannot be shared");
+                break;
+            }
+        };
+        let (ingress, stopped) = (ingress.clone(), stopped.clone());
+        let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ingress-{i}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => runtime.block_on(worker(listener, ingress, stopped)),
+                    Err(e) => tracing::error!(error = %e, "ingress worker runtime"),
+                }
+                let _ = done.send(());
+            });
+        match spawned {
+            Ok(_) => finished.push(finished_rx),
+            Err(e) => tracing::error!(error = %e, "ingress worker thread"),
+        }
+    }
+    shutdown.await;
+    let _ = stop.send(true);
+    for worker in finished {
+        let _ = worker.await;
+    }
+}
+
+/// One worker: accepts, serves, and proxies on its own runtime until `stopped`.
+async fn worker(
+    listener: std::net::TcpListener,
+    ingress: Arc<Ingress>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let Ok(listener) = TcpListener::from_std(listener) else {
+        tracing::error!("ingress worker cannot register its listener");
+        return;
+    };
+    let client = ingress.upstream_client();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -202,6 +266,9 @@ pub async fn serve(
         .timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
     tokio::pin!(shutdown);
     // Serve only once the controllers have given us the stored routes.
     let mut loaded = ingress.loaded.subscribe();
@@ -223,10 +290,10 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let ingress = ingress.clone();
+        let (ingress, client) = (ingress.clone(), client.clone());
         let service = hyper::service::service_fn(move |request| {
-            let ingress = ingress.clone();
-            async move { Ok::<_, Infallible>(handle(&ingress, request, peer).await) }
+            let (ingress, client) = (ingress.clone(), client.clone());
+            async move { Ok::<_, Infallible>(handle(&ingress, &client, request, peer).await) }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
@@ -323,7 +390,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+/// A worker's pool of keep-alive connections to upstreams.
+type UpstreamClient = Client<HttpConnector, Body>;
+
+async fn handle(
+    ingress: &Ingress,
+    client: &UpstreamClient,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let table = ingress.table.load_full();
     let host = host_of(&request);
@@ -373,7 +448,16 @@ async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr)
     }
     first.active.fetch_add(1, Ordering::Relaxed);
     let mut answered = None;
-    let response = proxy(ingress, &targets, request, peer, &host, &mut answered).await;
+    let response = proxy(
+        ingress,
+        client,
+        &targets,
+        request,
+        peer,
+        &host,
+        &mut answered,
+    )
+    .await;
     first.active.fetch_sub(1, Ordering::Relaxed);
     // The figures belong to the version that answered (a retry may reach another pod).
     let stats = match answered {
@@ -423,6 +507,7 @@ fn targets(ingress: &Ingress, table: &IngressTable, backend: &Backend) -> Vec<Ta
 /// is left at the index of the last target tried.
 async fn proxy(
     ingress: &Ingress,
+    client: &UpstreamClient,
     targets: &[Target],
     mut request: Request<Incoming>,
     peer: SocketAddr,
@@ -504,7 +589,7 @@ async fn proxy(
         };
         let sent = tokio::time::timeout(
             ingress.limits.response_header_timeout,
-            ingress.client.request(upstream_request),
+            client.request(upstream_request),
         )
         .await;
         match sent {
