@@ -272,15 +272,15 @@ fn upstream_of(store: &Store, backend: &Backend) -> Option<Upstream> {
             let version = version_of(store, &backend.namespace, endpoint);
             for address in endpoint["addresses"].as_array().into_iter().flatten() {
                 if let Some(ip) = address.as_str().and_then(|a| a.parse::<Ipv4Addr>().ok()) {
-                    endpoints.push(Endpoint {
-                        address: SocketAddr::new(ip.into(), target as u16),
-                        version: version.clone(),
-                    });
+                    endpoints.push(Endpoint::new(
+                        SocketAddr::new(ip.into(), target as u16),
+                        version.clone(),
+                    ));
                 }
             }
         }
     }
-    endpoints.sort();
+    endpoints.sort_by_key(|e| e.address);
     Some(Upstream::Endpoints(endpoints))
 }
 

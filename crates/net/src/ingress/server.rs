@@ -16,7 +16,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -86,13 +87,29 @@ pub enum Upstream {
 }
 
 /// One ready endpoint and the version its pod runs.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// Pod address and target port.
     pub address: SocketAddr,
+    /// The same, as the authority of upstream request URIs (formatted once, not per
+    /// request).
+    pub authority: Authority,
     /// The pod's `pod-template-hash` (empty when it has none), so that metrics tell the
     /// versions behind one Service apart.
     pub version: Arc<str>,
+}
+
+impl Endpoint {
+    /// An endpoint at `address` running `version`.
+    pub fn new(address: SocketAddr, version: Arc<str>) -> Endpoint {
+        let authority = Authority::try_from(address.to_string().as_str())
+            .expect("a socket address is a valid authority");
+        Endpoint {
+            address,
+            authority,
+            version,
+        }
+    }
 }
 
 /// The routing snapshot: routes plus where each backend goes.
@@ -476,17 +493,20 @@ async fn handle(
 /// Where a request may go, in the order to try: every ready endpoint, starting at the next
 /// in round-robin order, or the external name.
 struct Target {
-    authority: String,
+    authority: Authority,
     version: Arc<str>,
 }
 
 fn targets(ingress: &Ingress, table: &IngressTable, backend: &Backend) -> Vec<Target> {
     match table.upstreams.get(backend) {
         None => Vec::new(),
-        Some(Upstream::External(name, port)) => vec![Target {
-            authority: format!("{name}:{port}"),
-            version: Arc::from(""),
-        }],
+        Some(Upstream::External(name, port)) => Authority::try_from(format!("{name}:{port}"))
+            .map(|authority| Target {
+                authority,
+                version: Arc::from(""),
+            })
+            .into_iter()
+            .collect(),
         Some(Upstream::Endpoints(endpoints)) => {
             let n = endpoints.len();
             let start = ingress.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
@@ -494,7 +514,7 @@ fn targets(ingress: &Ingress, table: &IngressTable, backend: &Backend) -> Vec<Ta
                 .map(|i| {
                     let endpoint = &endpoints[(start + i) % n];
                     Target {
-                        authority: endpoint.address.to_string(),
+                        authority: endpoint.authority.clone(),
                         version: endpoint.version.clone(),
                     }
                 })
@@ -532,7 +552,12 @@ async fn proxy(
         );
     }
     let upgrade = is_upgrade(request.headers());
-    let mut headers = request.headers().clone();
+    // Only bodiless idempotent requests can be retried on another endpoint.
+    let has_body = request.headers().contains_key(header::CONTENT_LENGTH)
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (parts, incoming) = request.into_parts();
+    let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers, upgrade);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -554,38 +579,42 @@ async fn proxy(
     if !headers.contains_key("x-request-id") {
         set(&mut headers, "x-request-id", &ingress.request_id());
     }
-    let path = request
-        .uri()
+    let path = parts
+        .uri
         .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let method = request.method().clone();
-    // Only bodiless idempotent requests can be retried on another endpoint.
-    let has_body = request.headers().contains_key(header::CONTENT_LENGTH)
-        || request.headers().contains_key(header::TRANSFER_ENCODING);
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let method = parts.method;
     let retriable = !has_body
         && matches!(
             method.as_str(),
             "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
         );
-    let mut client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    let mut body = Some(request.into_body());
+    let mut body = Some(incoming);
     for (attempt, target) in targets.iter().enumerate() {
         *answered = Some(attempt);
-        let uri = format!("http://{}{path}", target.authority);
-        let mut builder = Request::builder()
-            .method(method.clone())
-            .uri(uri)
-            .version(hyper::Version::HTTP_11);
-        *builder.headers_mut().expect("fresh builder") = headers.clone();
+        let Ok(uri) = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(target.authority.clone())
+            .path_and_query(path.clone())
+            .build()
+        else {
+            return text(StatusCode::BAD_REQUEST, "400 Bad Request");
+        };
         let upstream_body: Body = match body.take() {
             Some(incoming) => {
                 Limited::new(incoming, ingress.limits.max_body_bytes as usize).boxed()
             }
             None => empty(),
         };
-        let Ok(upstream_request) = builder.body(upstream_body) else {
-            return text(StatusCode::BAD_REQUEST, "400 Bad Request");
+        let mut upstream_request = Request::new(upstream_body);
+        *upstream_request.method_mut() = method.clone();
+        *upstream_request.uri_mut() = uri;
+        // The headers move into the last attempt; only a retriable request keeps a copy.
+        *upstream_request.headers_mut() = if retriable && attempt + 1 < targets.len() {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
         };
         let sent = tokio::time::timeout(
             ingress.limits.response_header_timeout,
@@ -634,7 +663,7 @@ async fn proxy(
                         "413 Request Entity Too Large",
                     );
                 }
-                tracing::debug!(%error, target = target.authority, "upstream request failed");
+                tracing::debug!(%error, target = %target.authority, "upstream request failed");
                 return text(
                     StatusCode::BAD_GATEWAY,
                     "502 Bad Gateway: the upstream failed",
