@@ -6,6 +6,10 @@
 //! never waits on the control plane. A connection keeps its endpoint for its whole life, as
 //! conntrack does: a selector or endpoint change applies to new connections only, and
 //! closing a listener never touches the connections it accepted.
+//!
+//! Listeners accept on the server's runtime; each accepted connection is handed to one of
+//! the proxy's worker threads (a current-thread runtime per CPU, round-robin) and lives
+//! there, both sockets on one thread, so copying never wakes a task on another thread.
 
 use std::collections::HashMap;
 use std::io;
@@ -38,6 +42,7 @@ pub struct ServicePort {
 
 struct Route {
     id: Arc<str>,
+    stats: Arc<PortStats>,
     endpoints: Vec<SocketAddr>,
     affinity: Option<Duration>,
     next: AtomicUsize,
@@ -62,6 +67,67 @@ struct Inner {
     listeners: Mutex<HashMap<SocketAddr, JoinHandle<()>>>,
     affinity: Mutex<AffinityTable>,
     stats: Mutex<HashMap<Arc<str>, Arc<PortStats>>>,
+    workers: Workers,
+}
+
+/// The threads connections are proxied on; they stop when the proxy is dropped.
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    next: AtomicUsize,
+    /// Dropped with the proxy: every worker's runtime then ends.
+    _stop: tokio::sync::watch::Sender<()>,
+}
+
+impl Workers {
+    fn start() -> Workers {
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let count = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut handles = Vec::new();
+        for i in 0..count {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                continue;
+            };
+            let handle = runtime.handle().clone();
+            let mut stopped = stopped.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("proxy-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        // Returns (Err) once the sender is dropped with the proxy.
+                        while stopped.changed().await.is_ok() {}
+                    });
+                });
+            if spawned.is_ok() {
+                handles.push(handle);
+            }
+        }
+        Workers {
+            handles,
+            next: AtomicUsize::new(0),
+            _stop: stop,
+        }
+    }
+
+    /// Proxies `client` on the next worker (on the current runtime if there is none).
+    fn run(&self, client: TcpStream, peer: SocketAddr, route: Arc<Route>, inner: Arc<Inner>) {
+        if self.handles.is_empty() {
+            tokio::spawn(proxy(client, peer, route, inner));
+            return;
+        }
+        let worker = &self.handles[self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len()];
+        let Ok(client) = client.into_std() else {
+            return;
+        };
+        worker.spawn(async move {
+            // Registered with this worker's reactor from here on.
+            if let Ok(client) = TcpStream::from_std(client) {
+                proxy(client, peer, route, inner).await;
+            }
+        });
+    }
 }
 
 /// The service proxy.
@@ -85,6 +151,7 @@ impl ServiceProxy {
                 listeners: Mutex::new(HashMap::new()),
                 affinity: Mutex::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
+                workers: Workers::start(),
             }),
         }
     }
@@ -97,6 +164,7 @@ impl ServiceProxy {
         for port in &ports {
             let route = Arc::new(Route {
                 id: Arc::from(port.id.as_str()),
+                stats: stats_for(&self.inner, &port.id),
                 endpoints: port.endpoints.clone(),
                 affinity: port.affinity,
                 next: AtomicUsize::new(0),
@@ -233,14 +301,10 @@ async fn accept_loop(listener: TcpListener, address: SocketAddr, inner: Arc<Inne
                 continue;
             }
         };
-        let route = inner.table.load().get(&address).cloned();
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            match route {
-                Some(route) => proxy(client, peer, route, inner).await,
-                None => refuse(client),
-            }
-        });
+        match inner.table.load().get(&address).cloned() {
+            Some(route) => inner.workers.run(client, peer, route, inner.clone()),
+            None => refuse(client),
+        }
     }
 }
 
@@ -268,7 +332,7 @@ fn pick(route: &Route, peer: IpAddr, inner: &Inner) -> Vec<SocketAddr> {
 }
 
 async fn proxy(mut client: TcpStream, peer: SocketAddr, route: Arc<Route>, inner: Arc<Inner>) {
-    let stats = stats_for(&inner, &route.id);
+    let stats = &route.stats;
     let mut upstream = None;
     for endpoint in pick(&route, peer.ip(), &inner) {
         if let Ok(Ok(stream)) =
