@@ -24,8 +24,61 @@ use tokio::task::JoinHandle;
 
 /// How long connecting to an endpoint may take before the next one is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Copy buffer per direction per connection (allocated once per connection).
-const BUFFER: usize = 64 * 1024;
+/// Copy buffer per direction per connection, taken from its worker's pool.
+const BUFFER: usize = 32 * 1024;
+/// Buffers a worker keeps for reuse (the rest are freed when their connection ends).
+const POOLED: usize = 128;
+
+thread_local! {
+    /// Copy buffers of finished connections, reused so that a new connection neither
+    /// allocates nor zeroes (and page-faults in) fresh memory.
+    static BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_buffer() -> Vec<u8> {
+    BUFFERS
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; BUFFER])
+}
+
+fn return_buffer(buffer: Vec<u8>) {
+    BUFFERS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOLED {
+            pool.push(buffer);
+        }
+    });
+}
+
+/// Copies `from` to `to` until `from` ends, then shuts `to`'s write side (half-close,
+/// as `copy_bidirectional` does).
+async fn copy_one_way(
+    mut from: tokio::net::tcp::ReadHalf<'_>,
+    mut to: tokio::net::tcp::WriteHalf<'_>,
+    buffer: &mut [u8],
+) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let n = from.read(buffer).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buffer[..n]).await?;
+    }
+}
+
+/// Copies both ways until both directions ended or either failed.
+async fn copy_both_ways(client: &mut TcpStream, upstream: &mut TcpStream) {
+    let (mut up, mut down) = (take_buffer(), take_buffer());
+    let (client_read, client_write) = client.split();
+    let (upstream_read, upstream_write) = upstream.split();
+    let _ = tokio::try_join!(
+        copy_one_way(client_read, upstream_write, &mut up),
+        copy_one_way(upstream_read, client_write, &mut down),
+    );
+    return_buffer(up);
+    return_buffer(down);
+}
 
 /// One Service port as the proxy serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,8 +411,7 @@ async fn proxy(mut client: TcpStream, peer: SocketAddr, route: Arc<Route>, inner
     let _ = upstream.set_nodelay(true);
     stats.connections.fetch_add(1, Ordering::Relaxed);
     stats.active.fetch_add(1, Ordering::Relaxed);
-    let _ =
-        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER).await;
+    copy_both_ways(&mut client, &mut upstream).await;
     stats.active.fetch_sub(1, Ordering::Relaxed);
 }
 
