@@ -7,9 +7,10 @@
 //! conntrack does: a selector or endpoint change applies to new connections only, and
 //! closing a listener never touches the connections it accepted.
 //!
-//! Listeners accept on the server's runtime; each accepted connection is handed to one of
-//! the proxy's worker threads (a current-thread runtime per CPU, round-robin) and lives
-//! there, both sockets on one thread, so copying never wakes a task on another thread.
+//! Connections are served on the proxy's worker threads (a current-thread runtime per
+//! CPU): every worker accepts on its own copy of every listener, and a connection lives
+//! where it was accepted, both sockets on one thread, so accepting and copying never wake
+//! a task on another thread.
 
 use std::collections::HashMap;
 use std::io;
@@ -117,16 +118,19 @@ type AffinityTable = HashMap<(Arc<str>, IpAddr), (SocketAddr, Instant)>;
 
 struct Inner {
     table: ArcSwap<HashMap<SocketAddr, Arc<Route>>>,
-    listeners: Mutex<HashMap<SocketAddr, JoinHandle<()>>>,
+    /// Per listening address, its accept loop on each worker.
+    listeners: Mutex<HashMap<SocketAddr, Vec<JoinHandle<()>>>>,
     affinity: Mutex<AffinityTable>,
     stats: Mutex<HashMap<Arc<str>, Arc<PortStats>>>,
     workers: Workers,
 }
 
-/// The threads connections are proxied on; they stop when the proxy is dropped.
+/// The threads connections are proxied on; they stop when the proxy is dropped (after
+/// [`ServiceProxy::shutdown`] closed the listeners and the last connection ended).
 struct Workers {
     handles: Vec<tokio::runtime::Handle>,
-    next: AtomicUsize,
+    /// Connections each worker serves now.
+    load: Vec<AtomicUsize>,
     /// Dropped with the proxy: every worker's runtime then ends.
     _stop: tokio::sync::watch::Sender<()>,
 }
@@ -158,26 +162,87 @@ impl Workers {
             }
         }
         Workers {
+            load: handles.iter().map(|_| AtomicUsize::new(0)).collect(),
             handles,
-            next: AtomicUsize::new(0),
             _stop: stop,
         }
     }
 
-    /// Proxies `client` on the next worker (on the current runtime if there is none).
-    fn run(&self, client: TcpStream, peer: SocketAddr, route: Arc<Route>, inner: Arc<Inner>) {
+    /// Starts an accept loop for `listener` on every worker (on the current runtime when
+    /// there are no workers).
+    fn accept_on_all(
+        &self,
+        listener: TcpListener,
+        address: SocketAddr,
+        inner: &Arc<Inner>,
+    ) -> io::Result<Vec<JoinHandle<()>>> {
         if self.handles.is_empty() {
-            tokio::spawn(proxy(client, peer, route, inner));
+            let inner = inner.clone();
+            return Ok(vec![tokio::spawn(accept_loop(
+                listener, address, inner, None,
+            ))]);
+        }
+        let listener = listener.into_std()?;
+        let mut loops = Vec::new();
+        for (index, worker) in self.handles.iter().enumerate() {
+            let copy = listener.try_clone()?;
+            let inner = inner.clone();
+            loops.push(worker.spawn(async move {
+                // Registered with this worker's reactor.
+                match TcpListener::from_std(copy) {
+                    Ok(listener) => accept_loop(listener, address, inner, Some(index)).await,
+                    Err(e) => tracing::warn!(%address, error = %e, "listener not registered"),
+                }
+            }));
+        }
+        Ok(loops)
+    }
+
+    /// Which worker serves a connection `accepted_by` took: itself, unless it already
+    /// serves clearly more than the least loaded one (the kernel wakes whichever worker
+    /// it likes, so a few long connections could otherwise all land on one thread).
+    fn place(&self, accepted_by: usize) -> usize {
+        let load = |i: usize| self.load[i].load(Ordering::Relaxed);
+        let total: usize = (0..self.load.len()).map(load).sum();
+        let least = (0..self.load.len())
+            .min_by_key(|&i| load(i))
+            .unwrap_or(accepted_by);
+        if load(accepted_by) >= load(least) + (total / 8).max(1) {
+            least
+        } else {
+            accepted_by
+        }
+    }
+
+    /// Serves `client` on worker `index`, counting it in the worker's load.
+    fn serve(
+        &self,
+        index: usize,
+        client: TcpStream,
+        peer: SocketAddr,
+        route: Arc<Route>,
+        inner: Arc<Inner>,
+        here: bool,
+    ) {
+        self.load[index].fetch_add(1, Ordering::Relaxed);
+        let serve = async move |client: TcpStream, inner: Arc<Inner>| {
+            proxy(client, peer, route, inner.clone()).await;
+            inner.workers.load[index].fetch_sub(1, Ordering::Relaxed);
+        };
+        if here {
+            tokio::spawn(serve(client, inner));
             return;
         }
-        let worker = &self.handles[self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len()];
         let Ok(client) = client.into_std() else {
+            self.load[index].fetch_sub(1, Ordering::Relaxed);
             return;
         };
-        worker.spawn(async move {
-            // Registered with this worker's reactor from here on.
-            if let Ok(client) = TcpStream::from_std(client) {
-                proxy(client, peer, route, inner).await;
+        self.handles[index].spawn(async move {
+            match TcpStream::from_std(client) {
+                Ok(client) => serve(client, inner).await,
+                Err(_) => {
+                    inner.workers.load[index].fetch_sub(1, Ordering::Relaxed);
+                }
             }
         });
     }
@@ -229,28 +294,39 @@ impl ServiceProxy {
         // Swap first: a listener opened below finds its route at once.
         self.inner.table.store(Arc::new(table.clone()));
         let mut failures = Vec::new();
-        let mut listeners = self.lock_listeners();
-        listeners.retain(|address, task| {
-            let keep = table.contains_key(address);
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
-        for (address, route) in &table {
-            if listeners.contains_key(address) {
-                continue;
-            }
-            match bind(*address) {
-                Ok(listener) => {
-                    let inner = self.inner.clone();
-                    let address = *address;
-                    listeners.insert(address, tokio::spawn(accept_loop(listener, address, inner)));
+        let mut closing = Vec::new();
+        {
+            let mut listeners = self.lock_listeners();
+            listeners.retain(|address, loops| {
+                let keep = table.contains_key(address);
+                if !keep {
+                    loops.iter().for_each(JoinHandle::abort);
+                    closing.append(loops);
                 }
-                Err(e) => failures.push((route.id.to_string(), *address, e)),
+                keep
+            });
+            for (address, route) in &table {
+                if listeners.contains_key(address) {
+                    continue;
+                }
+                let accepting = bind(*address).and_then(|listener| {
+                    self.inner
+                        .workers
+                        .accept_on_all(listener, *address, &self.inner)
+                });
+                match accepting {
+                    Ok(loops) => {
+                        listeners.insert(*address, loops);
+                    }
+                    Err(e) => failures.push((route.id.to_string(), *address, e)),
+                }
             }
         }
-        drop(listeners);
+        // The accept loops run on the workers: wait until they are gone, so that a removed
+        // address refuses connections once `apply` returns.
+        for accept_loop in closing {
+            let _ = accept_loop.await;
+        }
         let ids: std::collections::HashSet<Arc<str>> =
             table.values().map(|r| r.id.clone()).collect();
         self.inner
@@ -313,12 +389,14 @@ impl ServiceProxy {
 
     /// Closes every listener.
     pub fn shutdown(&self) {
-        for (_, task) in self.lock_listeners().drain() {
-            task.abort();
+        for (_, loops) in self.lock_listeners().drain() {
+            loops.iter().for_each(JoinHandle::abort);
         }
     }
 
-    fn lock_listeners(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, JoinHandle<()>>> {
+    fn lock_listeners(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<JoinHandle<()>>>> {
         self.inner
             .listeners
             .lock()
@@ -343,7 +421,13 @@ fn bind(address: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn accept_loop(listener: TcpListener, address: SocketAddr, inner: Arc<Inner>) {
+/// Accepts for one listening address on worker `worker` (or the current runtime).
+async fn accept_loop(
+    listener: TcpListener,
+    address: SocketAddr,
+    inner: Arc<Inner>,
+    worker: Option<usize>,
+) {
     loop {
         let (client, peer) = match listener.accept().await {
             Ok(pair) => pair,
@@ -354,9 +438,20 @@ async fn accept_loop(listener: TcpListener, address: SocketAddr, inner: Arc<Inne
                 continue;
             }
         };
-        match inner.table.load().get(&address).cloned() {
-            Some(route) => inner.workers.run(client, peer, route, inner.clone()),
-            None => refuse(client),
+        let Some(route) = inner.table.load().get(&address).cloned() else {
+            refuse(client);
+            continue;
+        };
+        match worker {
+            Some(me) => {
+                let to = inner.workers.place(me);
+                inner
+                    .workers
+                    .serve(to, client, peer, route, inner.clone(), to == me);
+            }
+            None => {
+                tokio::spawn(proxy(client, peer, route, inner.clone()));
+            }
         }
     }
 }
