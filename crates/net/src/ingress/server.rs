@@ -3,6 +3,7 @@
 //! retries of idempotent requests on connect failures, forwarding headers, timeouts, size
 //! limits and WebSocket pass-through.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::routing::{Backend, RequestView, RoutingTable};
-use crate::metrics::{BackendKey, Metrics, Role};
+use crate::metrics::{BackendKey, BackendStats, Metrics, Role};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = BoxBody<Bytes, BoxError>;
@@ -134,6 +135,12 @@ pub struct Ingress {
     random: AtomicU64,
     request_ids: AtomicU64,
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -419,8 +426,7 @@ async fn handle(
     let started = Instant::now();
     let table = ingress.table.load_full();
     let host = host_of(&request);
-    let path = request.uri().path().to_string();
-    let Some(route) = table.routes.find(&host, &path) else {
+    let Some(route) = table.routes.find(&host, request.uri().path()) else {
         return text(
             StatusCode::NOT_FOUND,
             "404 Not Found: no Ingress rule matches this host and path",
@@ -446,14 +452,8 @@ async fn handle(
         None => (&route.backend, &route.ingress, Role::Stable),
     };
     let targets = targets(ingress, &table, backend);
-    let stats_of = |version: &str| {
-        ingress.metrics.backend(&BackendKey {
-            ingress: format!("{}/{}", ingress_name.0, ingress_name.1),
-            service: format!("{}/{}", backend.namespace, backend.service),
-            role,
-            version: version.to_string(),
-        })
-    };
+    let stats_of =
+        |version: &str| cached_stats(ingress, &table, ingress_name, backend, role, version);
     let first = stats_of(targets.first().map_or("", |t| &t.version));
     let length = |headers: &HeaderMap| {
         headers
@@ -488,6 +488,57 @@ async fn handle(
         stats.bytes_out.fetch_add(n, Ordering::Relaxed);
     }
     response
+}
+
+thread_local! {
+    /// Each worker's counters by (Ingress, backend, role) of the current table, then by
+    /// version: found without building a key, taking the metrics lock or allocating.
+    static STATS: RefCell<StatsCache> = RefCell::new(StatsCache::default());
+}
+
+#[derive(Default)]
+struct StatsCache {
+    /// The table the cached entries belong to (kept alive, so its addresses stay unique).
+    table: Option<Arc<IngressTable>>,
+    /// By the addresses of the route's Ingress name and backend in `table`, and the role.
+    stats: HashMap<(usize, usize, Role), VersionStats>,
+}
+
+/// A backend's counters per version.
+type VersionStats = Vec<(Arc<str>, Arc<BackendStats>)>;
+
+fn cached_stats(
+    ingress: &Ingress,
+    table: &Arc<IngressTable>,
+    ingress_name: &(String, String),
+    backend: &Backend,
+    role: Role,
+    version: &str,
+) -> Arc<BackendStats> {
+    STATS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.table.as_ref().is_some_and(|t| Arc::ptr_eq(t, table)) {
+            cache.table = Some(table.clone());
+            cache.stats.clear();
+        }
+        let key = (
+            std::ptr::from_ref(ingress_name) as usize,
+            std::ptr::from_ref(backend) as usize,
+            role,
+        );
+        let versions = cache.stats.entry(key).or_default();
+        if let Some((_, stats)) = versions.iter().find(|(v, _)| &**v == version) {
+            return stats.clone();
+        }
+        let stats = ingress.metrics.backend(&BackendKey {
+            ingress: format!("{}/{}", ingress_name.0, ingress_name.1),
+            service: format!("{}/{}", backend.namespace, backend.service),
+            role,
+            version: version.to_string(),
+        });
+        versions.push((Arc::from(version), stats.clone()));
+        stats
+    })
 }
 
 /// Where a request may go, in the order to try: every ready endpoint, starting at the next
@@ -563,21 +614,21 @@ async fn proxy(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     let client_ip = peer.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(previous) => format!("{previous}, {client_ip}"),
         None => client_ip.clone(),
     };
-    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+    let set = |headers: &mut HeaderMap, name: HeaderName, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
     };
-    set(&mut headers, "x-forwarded-for", &forwarded_for);
-    set(&mut headers, "x-real-ip", &client_ip);
-    set(&mut headers, "x-forwarded-proto", "http");
-    set(&mut headers, "x-forwarded-host", host);
-    if !headers.contains_key("x-request-id") {
-        set(&mut headers, "x-request-id", &ingress.request_id());
+    set(&mut headers, X_FORWARDED_FOR, &forwarded_for);
+    set(&mut headers, X_REAL_IP, &client_ip);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    set(&mut headers, X_FORWARDED_HOST, host);
+    if !headers.contains_key(&X_REQUEST_ID) {
+        set(&mut headers, X_REQUEST_ID, &ingress.request_id());
     }
     let path = parts
         .uri
