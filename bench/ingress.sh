@@ -7,7 +7,7 @@
 # with two Deployments of the demo app (1 pod each: `stable` = switchyard/demo:blue,
 # `canary` = switchyard/demo:green), their Services, and the Ingress `bench` (host
 # bench.local, / Prefix -> stable:80). nginx (Debian's, generated config) proxies to the
-# same pods: `worker_processes 2` (the switchyard server runs 2 tokio worker threads),
+# same pods: `worker_processes 2` (the ingress runs one worker thread per CPU),
 # `upstream` blocks with `keepalive 64`, HTTP/1.1 with `Connection ""`, access_log off,
 # and the request headers ingress-nginx sets (X-Forwarded-*, X-Real-IP, X-Request-ID), as
 # Switchyard's ingress sets them too. Then, with wrk over keep-alive connections (small JSON
@@ -733,7 +733,7 @@ echo
 SWITCHYARD_VERSION=$({ "$BIN" --version 2>/dev/null || true; } | awk '{ v = $NF } END { print v }')
 NGINX_VERSION=$({ nginx -v 2>&1 || true; } | sed 's/.*: //')
 WRK_VERSION=$({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $2 }') # wrk -v exits 1
-echo "Ingress vs nginx: $(date -u +%Y-%m-%d), $(nproc) cores, switchyard $SWITCHYARD_VERSION (2 tokio worker threads), $NGINX_VERSION worker_processes $NGINX_WORKERS, wrk $WRK_VERSION"
+echo "Ingress vs nginx: $(date -u +%Y-%m-%d), $(nproc) cores, switchyard $SWITCHYARD_VERSION (one ingress worker per CPU), $NGINX_VERSION worker_processes $NGINX_WORKERS, wrk $WRK_VERSION"
 echo "Medians of $ROUNDS rounds, target order rotated per round: wrk ${WRK_ARGS[*]} URL (keep-alive, ~60-byte JSON responses)."
 echo "Runs during which processes outside the benchmark used over ${QUIET_BUSY}% of the CPUs (before or during the run): $BUSY_RUNS of $RUNS."
 echo
