@@ -317,6 +317,18 @@ impl Tally {
         self.consecutive_error = 0;
     }
 
+    /// The counters stored in a `MetricResult` (absent ones are 0).
+    pub fn of(result: &MetricResult) -> Tally {
+        Tally {
+            count: result.count.unwrap_or(0),
+            successful: result.successful.unwrap_or(0),
+            failed: result.failed.unwrap_or(0),
+            inconclusive: result.inconclusive.unwrap_or(0),
+            error: result.error.unwrap_or(0),
+            consecutive_error: result.consecutive_error.unwrap_or(0),
+        }
+    }
+
     /// The counters of a sequence of measurement phases, oldest first.
     pub fn from_phases(phases: impl IntoIterator<Item = Phase>) -> Tally {
         let mut tally = Tally::default();
@@ -381,14 +393,7 @@ impl MetricState {
         };
         Ok(MetricState {
             phase: Some(parse(&result.phase)?),
-            tally: Tally {
-                count: result.count.unwrap_or(0),
-                successful: result.successful.unwrap_or(0),
-                failed: result.failed.unwrap_or(0),
-                inconclusive: result.inconclusive.unwrap_or(0),
-                error: result.error.unwrap_or(0),
-                consecutive_error: result.consecutive_error.unwrap_or(0),
-            },
+            tally: Tally::of(result),
             last,
         })
     }

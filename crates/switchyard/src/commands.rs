@@ -9,6 +9,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 use switchyard_api::kinds::{self, KindInfo};
 use switchyard_api::manifest::{Loaded, Manifest, load_paths};
+use switchyard_api::query::encode;
 use switchyard_api::validation;
 
 use crate::client::{ApiFailure, Client};
@@ -788,19 +789,6 @@ fn with_query(path: &str, query: &[String]) -> String {
     } else {
         format!("{path}?{}", query.join("&"))
     }
-}
-
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Writes to stdout, treating a closed pipe (`| head`) as success.

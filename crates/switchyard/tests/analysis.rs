@@ -314,13 +314,7 @@ fn prometheus(target: &str) -> Prometheus {
 }
 
 fn prometheus_query(address: &str, query: &str) -> Value {
-    let encoded: String = query
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded = switchyard_api::query::encode(query);
     let (_, body) = http(
         address,
         "GET",

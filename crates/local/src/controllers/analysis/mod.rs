@@ -304,14 +304,7 @@ impl AnalysisController {
                         (phase, value, message, now, None)
                     }
                 };
-            let mut tally = Tally {
-                count: result.count.unwrap_or(0),
-                successful: result.successful.unwrap_or(0),
-                failed: result.failed.unwrap_or(0),
-                inconclusive: result.inconclusive.unwrap_or(0),
-                error: result.error.unwrap_or(0),
-                consecutive_error: result.consecutive_error.unwrap_or(0),
-            };
+            let mut tally = Tally::of(result);
             tally.record(phase);
             if phase != Phase::Successful {
                 notes.push((
@@ -520,7 +513,7 @@ impl AnalysisController {
             let url = format!(
                 "{}/api/v1/query?query={}",
                 prom.address.trim_end_matches('/'),
-                encode(&prom.query)
+                switchyard_api::query::encode(&prom.query)
             );
             let mut headers: Vec<(String, String)> = prom
                 .headers
@@ -820,18 +813,6 @@ fn samples(s: &StatsSnapshot) -> Vec<f64> {
         lower = upper;
     }
     out
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn http_json(
