@@ -224,6 +224,24 @@ fn job_metrics_run_pods_to_completion() {
     assert_eq!(code, 200);
     assert_eq!(pod["status"]["phase"], "Failed");
     assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "AnalysisRun");
+    // A job that outlives activeDeadlineSeconds fails and its pod is stopped.
+    create(
+        &server,
+        &run(
+            "deadline",
+            json!([{"name": "slow", "provider": {"job": {"spec": {"activeDeadlineSeconds": 1, "template": {"spec": {
+                "containers": [{"name": "check", "image": "busybox", "command": ["sleep", "60"]}]}}}}}}]),
+        ),
+    );
+    let late = wait_run_phase(&server, "deadline", "Failed", Duration::from_secs(15));
+    let slow = &measurements(&late, 0)[0];
+    assert!(
+        slow["message"]
+            .as_str()
+            .unwrap()
+            .contains("activeDeadlineSeconds (1)"),
+        "{slow}"
+    );
     // Deleting the run collects its pods.
     let (code, _) = server.api("DELETE", &format!("{RUNS}/jobs"), None);
     assert_eq!(code, 200);
