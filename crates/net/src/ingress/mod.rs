@@ -2,3 +2,4 @@
 
 pub mod routing;
 pub mod server;
+mod upstream;

@@ -17,18 +17,18 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::routing::{Backend, RequestView, RoutingTable};
+use super::upstream::{self, UpstreamError};
 use crate::metrics::{BackendKey, BackendStats, Metrics, Role};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Body = BoxBody<Bytes, BoxError>;
+/// The body type of proxied requests and responses.
+pub(crate) type Body = BoxBody<Bytes, BoxError>;
 
 fn empty() -> Body {
     Full::new(Bytes::new())
@@ -194,18 +194,6 @@ impl Ingress {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// A keep-alive pool of upstream connections, for one worker's runtime.
-    fn upstream_client(&self) -> UpstreamClient {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(self.limits.connect_timeout));
-        connector.set_nodelay(true);
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(self.limits.idle_timeout)
-            .pool_max_idle_per_host(256)
-            .timer(TokioTimer::new())
-            .build(connector)
-    }
-
     fn request_id(&self) -> String {
         let n = self
             .request_ids
@@ -281,7 +269,6 @@ async fn worker(
         tracing::error!("ingress worker cannot register its listener");
         return;
     };
-    let client = ingress.upstream_client();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -314,10 +301,10 @@ async fn worker(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (ingress, client) = (ingress.clone(), client.clone());
+        let ingress = ingress.clone();
         let service = hyper::service::service_fn(move |request| {
-            let (ingress, client) = (ingress.clone(), client.clone());
-            async move { Ok::<_, Infallible>(handle(&ingress, &client, request, peer).await) }
+            let ingress = ingress.clone();
+            async move { Ok::<_, Infallible>(handle(&ingress, request, peer).await) }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
@@ -414,15 +401,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// A worker's pool of keep-alive connections to upstreams.
-type UpstreamClient = Client<HttpConnector, Body>;
-
-async fn handle(
-    ingress: &Ingress,
-    client: &UpstreamClient,
-    request: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<Body> {
+async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
     let table = ingress.table.load_full();
     let host = host_of(&request);
@@ -465,16 +444,7 @@ async fn handle(
     }
     first.active.fetch_add(1, Ordering::Relaxed);
     let mut answered = None;
-    let response = proxy(
-        ingress,
-        client,
-        &targets,
-        request,
-        peer,
-        &host,
-        &mut answered,
-    )
-    .await;
+    let response = proxy(ingress, &targets, request, peer, &host, &mut answered).await;
     first.active.fetch_sub(1, Ordering::Relaxed);
     // The figures belong to the version that answered (a retry may reach another pod).
     let stats = match answered {
@@ -578,7 +548,6 @@ fn targets(ingress: &Ingress, table: &IngressTable, backend: &Backend) -> Vec<Ta
 /// is left at the index of the last target tried.
 async fn proxy(
     ingress: &Ingress,
-    client: &UpstreamClient,
     targets: &[Target],
     mut request: Request<Incoming>,
     peer: SocketAddr,
@@ -641,35 +610,41 @@ async fn proxy(
             method.as_str(),
             "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
         );
-    let mut body = Some(incoming);
+    // HTTP/2 clients name the host in the URI, not in a Host header: HTTP/1.1 needs one.
+    if !headers.contains_key(header::HOST)
+        && let Some(value) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        headers.insert(header::HOST, value);
+    }
+    let mut uri = hyper::http::uri::Parts::default();
+    uri.path_and_query = Some(path);
+    let Ok(uri) = Uri::from_parts(uri) else {
+        return text(StatusCode::BAD_REQUEST, "400 Bad Request");
+    };
+    let mut upstream_request =
+        Request::new(Limited::new(incoming, ingress.limits.max_body_bytes as usize).boxed());
+    *upstream_request.method_mut() = method;
+    *upstream_request.uri_mut() = uri;
+    *upstream_request.headers_mut() = headers;
+    // The request goes to one endpoint after the other while connecting fails (an unsent
+    // request comes back for the next); its URI is origin-form, the same for all.
+    let mut unsent = Some(upstream_request);
     for (attempt, target) in targets.iter().enumerate() {
         *answered = Some(attempt);
-        let Ok(uri) = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(target.authority.clone())
-            .path_and_query(path.clone())
-            .build()
-        else {
-            return text(StatusCode::BAD_REQUEST, "400 Bad Request");
-        };
-        let upstream_body: Body = match body.take() {
-            Some(incoming) => {
-                Limited::new(incoming, ingress.limits.max_body_bytes as usize).boxed()
-            }
-            None => empty(),
-        };
-        let mut upstream_request = Request::new(upstream_body);
-        *upstream_request.method_mut() = method.clone();
-        *upstream_request.uri_mut() = uri;
-        // The headers move into the last attempt; only a retriable request keeps a copy.
-        *upstream_request.headers_mut() = if retriable && attempt + 1 < targets.len() {
-            headers.clone()
-        } else {
-            std::mem::take(&mut headers)
+        let Some(upstream_request) = unsent.take() else {
+            break;
         };
         let sent = tokio::time::timeout(
             ingress.limits.response_header_timeout,
-            client.request(upstream_request),
+            upstream::send(
+                &target.authority,
+                upstream_request,
+                ingress.limits.connect_timeout,
+                ingress.limits.idle_timeout,
+            ),
         )
         .await;
         match sent {
@@ -702,12 +677,18 @@ async fn proxy(
                 strip_hop_by_hop(&mut parts.headers, false);
                 return Response::from_parts(parts, incoming.map_err(BoxError::from).boxed());
             }
-            Ok(Err(error)) => {
-                let connect_failed = error.is_connect();
-                let more = attempt + 1 < targets.len();
-                if connect_failed && retriable && more {
+            Ok(Err(UpstreamError::Connect(error, request))) => {
+                tracing::debug!(%error, "upstream connect failed");
+                if retriable {
+                    unsent = Some(*request);
                     continue;
                 }
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: the upstream could not be reached",
+                );
+            }
+            Ok(Err(UpstreamError::Exchange(error))) => {
                 if is_too_large(&error) {
                     return text(
                         StatusCode::PAYLOAD_TOO_LARGE,

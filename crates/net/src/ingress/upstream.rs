@@ -1,0 +1,144 @@
+//! A worker's keep-alive connections to upstreams: HTTP/1.1 client connections (hyper's
+//! `client::conn::http1`), kept idle per authority on the worker's own thread. Every
+//! ingress worker is one thread with its own runtime, so the pool needs no lock and a
+//! request never leaves the thread it arrived on.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::http::uri::Authority;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::server::Body;
+
+/// Sweep every authority's idle list after this many checkouts (connections to endpoints
+/// that went away are otherwise never looked at again).
+const SWEEP_EVERY: u32 = 4096;
+
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: HashMap<Authority, Vec<Idle>>,
+    checkouts: u32,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+/// Why an upstream exchange failed.
+pub enum UpstreamError {
+    /// No connection could be made; the request comes back, unsent, for the next
+    /// endpoint.
+    Connect(String, Box<Request<Body>>),
+    /// The exchange failed after the request was (at least partly) sent.
+    Exchange(hyper::Error),
+}
+
+fn usable(idle: &Idle, now: Instant, idle_timeout: Duration) -> bool {
+    !idle.sender.is_closed() && now.saturating_duration_since(idle.since) < idle_timeout
+}
+
+/// A pooled connection to `authority` that is ready for a request, if any.
+fn checkout(authority: &Authority, idle_timeout: Duration) -> Option<SendRequest<Body>> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let now = Instant::now();
+        pool.checkouts = pool.checkouts.wrapping_add(1);
+        if pool.checkouts.is_multiple_of(SWEEP_EVERY) {
+            pool.idle.retain(|_, list| {
+                list.retain(|c| usable(c, now, idle_timeout));
+                !list.is_empty()
+            });
+        }
+        let list = pool.idle.get_mut(authority)?;
+        list.retain(|c| usable(c, now, idle_timeout));
+        // Connections still streaming a response body are not ready yet; they stay.
+        let ready = list.iter().position(|c| c.sender.is_ready())?;
+        Some(list.swap_remove(ready).sender)
+    })
+}
+
+/// Keeps a connection for later requests (it is ready once its response body is read).
+fn checkin(authority: &Authority, sender: SendRequest<Body>) {
+    POOL.with(|pool| {
+        pool.borrow_mut()
+            .idle
+            .entry(authority.clone())
+            .or_default()
+            .push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+    });
+}
+
+async fn connect(
+    authority: &Authority,
+    connect_timeout: Duration,
+) -> Result<SendRequest<Body>, String> {
+    let stream =
+        match tokio::time::timeout(connect_timeout, TcpStream::connect(authority.as_str())).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(format!("{authority}: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "{authority}: no connection within {connect_timeout:?}"
+                ));
+            }
+        };
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("{authority}: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(%error, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// Sends `request` (origin-form URI, Host header set) to `authority` over a pooled
+/// connection, or a new one when none is ready. A pooled connection the upstream closed
+/// before the request went out hands the request back, and it goes out on a new one.
+pub async fn send(
+    authority: &Authority,
+    mut request: Request<Body>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let mut pooled = checkout(authority, idle_timeout);
+    loop {
+        let mut sender = match pooled.take() {
+            Some(sender) => sender,
+            None => match connect(authority, connect_timeout).await {
+                Ok(sender) => sender,
+                Err(message) => return Err(UpstreamError::Connect(message, Box::new(request))),
+            },
+        };
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                // An upgraded connection belongs to the upgrade from now on.
+                if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    checkin(authority, sender);
+                }
+                return Ok(response);
+            }
+            Err(mut failed) => match failed.take_message() {
+                // Never sent: try again on a fresh connection.
+                Some(unsent) => request = unsent,
+                None => return Err(UpstreamError::Exchange(failed.into_error())),
+            },
+        }
+    }
+}
