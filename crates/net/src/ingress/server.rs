@@ -224,7 +224,6 @@ pub async fn serve(
     };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let loads: Arc<[AtomicUsize]> = (0..workers).map(|_| AtomicUsize::new(0)).collect();
     let mut finished = Vec::new();
     for i in 0..workers {
         let listener = match listener.try_clone() {
@@ -234,7 +233,7 @@ pub async fn serve(
                 break;
             }
         };
-        let (ingress, stopped, loads) = (ingress.clone(), stopped.clone(), loads.clone());
+        let (ingress, stopped) = (ingress.clone(), stopped.clone());
         let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name(format!("ingress-{i}"))
@@ -243,10 +242,7 @@ pub async fn serve(
                     .enable_all()
                     .build();
                 match runtime {
-                    Ok(runtime) => {
-                        let load = Load { all: loads, me: i };
-                        runtime.block_on(worker(listener, ingress, stopped, load));
-                    }
+                    Ok(runtime) => runtime.block_on(worker(listener, ingress, stopped)),
                     Err(e) => tracing::error!(error = %e, "ingress worker runtime"),
                 }
                 let _ = done.send(());
@@ -264,31 +260,10 @@ pub async fn serve(
 }
 
 /// One worker: accepts, serves, and proxies on its own runtime until `stopped`.
-/// How many connections each worker serves, and which worker this is.
-struct Load {
-    all: Arc<[AtomicUsize]>,
-    me: usize,
-}
-
-impl Load {
-    /// Whether this worker serves clearly more connections than the least loaded one
-    /// (more than an eighth of them all, or any more while there are few). It then
-    /// leaves new connections to the others: the kernel wakes every worker for each, and
-    /// whichever accepts first would otherwise collect a few long connections on one
-    /// thread.
-    fn ahead(&self) -> bool {
-        let loads: Vec<usize> = self.all.iter().map(|l| l.load(Ordering::Relaxed)).collect();
-        let total: usize = loads.iter().sum();
-        let least = loads.iter().copied().min().unwrap_or(0);
-        loads[self.me] >= least + (total / 8).max(1)
-    }
-}
-
 async fn worker(
     listener: std::net::TcpListener,
     ingress: Arc<Ingress>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
-    load: Load,
 ) {
     let Ok(listener) = TcpListener::from_std(listener) else {
         tracing::error!("ingress worker cannot register its listener");
@@ -313,14 +288,7 @@ async fn worker(
         _ = &mut shutdown => return,
     }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let load = Arc::new(load);
     loop {
-        if load.ahead() {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(1)) => continue,
-                _ = &mut shutdown => break,
-            }
-        }
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -340,11 +308,8 @@ async fn worker(
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
-        let load = load.clone();
-        load.all[load.me].fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _ = connection.await;
-            load.all[load.me].fetch_sub(1, Ordering::Relaxed);
         });
     }
     // In-flight requests finish; idle connections close.
