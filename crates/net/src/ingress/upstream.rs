@@ -142,3 +142,92 @@ pub async fn send(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream answering each request on a connection with "ok", keeping the
+    /// connection open for `linger` after each answer, then closing it.
+    async fn upstream(linger: Duration) -> (Authority, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = Authority::try_from(listener.local_addr().unwrap().to_string()).unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        let read = tokio::time::timeout(linger, stream.read(&mut buf)).await;
+                        let Ok(Ok(n)) = read else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (authority, connections)
+    }
+
+    fn get(authority: &Authority) -> Request<Body> {
+        Request::builder()
+            .uri("/")
+            .header("host", authority.as_str())
+            .body(Empty::new().map_err(|never| match never {}).boxed())
+            .unwrap()
+    }
+
+    async fn body(response: Response<Incoming>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    const CONNECT: Duration = Duration::from_secs(1);
+    const IDLE: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn connections_are_reused_and_closed_ones_replaced() {
+        let (authority, connections) = upstream(Duration::from_millis(100)).await;
+        for _ in 0..3 {
+            let response = send(&authority, get(&authority), CONNECT, IDLE).await;
+            let Ok(response) = response else {
+                panic!("request failed")
+            };
+            assert_eq!(body(response).await, "ok");
+        }
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            1,
+            "one kept-alive connection"
+        );
+        // The upstream closes its idle connection; the next request goes out on a new one.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let Ok(response) = send(&authority, get(&authority), CONNECT, IDLE).await else {
+            panic!("request after the upstream closed its idle connection failed")
+        };
+        assert_eq!(body(response).await, "ok");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_hands_the_request_back() {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = Authority::try_from(closed.local_addr().unwrap().to_string()).unwrap();
+        drop(closed);
+        match send(&authority, get(&authority), CONNECT, IDLE).await {
+            Err(UpstreamError::Connect(_, request)) => assert_eq!(request.uri(), "/"),
+            _ => panic!("expected a connect error with the request"),
+        }
+    }
+}
