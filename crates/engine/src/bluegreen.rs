@@ -13,7 +13,9 @@
 //! failure aborts, which switches the active Service back. The old ReplicaSet scales down
 //! `scaleDownDelaySeconds` (default 30) after the release completes.
 
-use switchyard_api::rollout::{BlueGreenStatus, BlueGreenStrategy};
+use switchyard_api::rollout::{
+    BlueGreenStatus, BlueGreenStrategy, RolloutAnalysis, RolloutAnalysisRunStatus,
+};
 
 use crate::analysis::{self, Request, Verdict};
 use crate::context::Cx;
@@ -22,6 +24,26 @@ use crate::{Action, AnalysisKind};
 
 /// Pause reason while a blue/green promotion waits.
 pub const BLUE_GREEN_PAUSE: &str = "BlueGreenPause";
+
+/// Runs a pre- or post-promotion analysis that names templates: ensures its run (the
+/// pointer to it lives in the blue/green status field `slot` picks) and returns its
+/// verdict; `None` when there is no such analysis.
+fn promotion_analysis(
+    cx: &mut Cx,
+    kind: AnalysisKind,
+    analysis: Option<&RolloutAnalysis>,
+    slot: fn(&mut BlueGreenStatus) -> &mut Option<RolloutAnalysisRunStatus>,
+) -> Option<Verdict> {
+    let analysis = analysis.filter(|a| a.templates.as_ref().is_some_and(|t| !t.is_empty()))?;
+    let mut pointer = cx.status.blue_green.as_mut().and_then(|s| slot(s).clone());
+    let verdict = analysis::ensure(cx, kind, &Request::from(analysis), &mut pointer);
+    *slot(
+        cx.status
+            .blue_green
+            .get_or_insert_with(BlueGreenStatus::default),
+    ) = pointer;
+    Some(verdict)
+}
 
 fn selectors(cx: &mut Cx, b: &BlueGreenStrategy, active: &str, preview: &str) {
     cx.actions.push(Action::SetServiceSelector {
@@ -113,26 +135,12 @@ fn progress(cx: &mut Cx, b: &BlueGreenStrategy) {
         }
         // Pre-promotion analysis runs while the promotion waits.
         let mut analysis_ok = true;
-        if let Some(pre) = b
-            .pre_promotion_analysis
-            .as_ref()
-            .filter(|a| a.templates.as_ref().is_some_and(|t| !t.is_empty()))
-        {
-            let mut pointer = cx
-                .status
-                .blue_green
-                .as_ref()
-                .and_then(|s| s.pre_promotion_analysis_run_status.clone());
-            let verdict = analysis::ensure(
-                cx,
-                AnalysisKind::PrePromotion,
-                &Request::from(pre),
-                &mut pointer,
-            );
-            cx.status
-                .blue_green
-                .get_or_insert_with(BlueGreenStatus::default)
-                .pre_promotion_analysis_run_status = pointer;
+        if let Some(verdict) = promotion_analysis(
+            cx,
+            AnalysisKind::PrePromotion,
+            b.pre_promotion_analysis.as_ref(),
+            |s| &mut s.pre_promotion_analysis_run_status,
+        ) {
             match verdict {
                 Verdict::Successful => {}
                 Verdict::Pending => analysis_ok = false,
@@ -202,26 +210,12 @@ fn progress(cx: &mut Cx, b: &BlueGreenStrategy) {
         Some(b.scale_down_delay_seconds()),
         b.scale_down_delay_revision_limit,
     );
-    if let Some(post) = b
-        .post_promotion_analysis
-        .as_ref()
-        .filter(|a| a.templates.as_ref().is_some_and(|t| !t.is_empty()))
-    {
-        let mut pointer = cx
-            .status
-            .blue_green
-            .as_ref()
-            .and_then(|s| s.post_promotion_analysis_run_status.clone());
-        let verdict = analysis::ensure(
-            cx,
-            AnalysisKind::PostPromotion,
-            &Request::from(post),
-            &mut pointer,
-        );
-        cx.status
-            .blue_green
-            .get_or_insert_with(BlueGreenStatus::default)
-            .post_promotion_analysis_run_status = pointer;
+    if let Some(verdict) = promotion_analysis(
+        cx,
+        AnalysisKind::PostPromotion,
+        b.post_promotion_analysis.as_ref(),
+        |s| &mut s.post_promotion_analysis_run_status,
+    ) {
         match verdict {
             Verdict::Successful => {}
             Verdict::Pending => return,
