@@ -167,6 +167,19 @@ impl Client {
         .await
     }
 
+    /// PATCH with a JSON merge patch.
+    pub async fn merge_patch(&self, path: &str, patch: &Value) -> anyhow::Result<Value> {
+        self.call(
+            Method::PATCH,
+            path,
+            Some((
+                "application/merge-patch+json",
+                patch.to_string().into_bytes(),
+            )),
+        )
+        .await
+    }
+
     /// A GET whose body is streamed to `on_chunk` as it arrives (logs with follow).
     pub async fn stream(
         &self,

@@ -188,14 +188,7 @@ async fn tour(client: &Client) -> anyhow::Result<()> {
     step("Releasing switchyard/demo:green as a rolling update (maxSurge 1, maxUnavailable 0)");
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "demo", "image": "switchyard/demo:green", "ports": [{"name": "http", "containerPort": 8080}], "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1}}]}}}});
     client
-        .call(
-            Method::PATCH,
-            &format!("{DEPLOYMENTS}/demo"),
-            Some((
-                "application/merge-patch+json",
-                patch.to_string().into_bytes(),
-            )),
-        )
+        .merge_patch(&format!("{DEPLOYMENTS}/demo"), &patch)
         .await?;
     let started = Instant::now();
     let mut last = String::new();

@@ -61,20 +61,6 @@ async fn apply(client: &Client, items: Vec<Value>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn patch(client: &Client, path: &str, patch: Value) -> anyhow::Result<()> {
-    client
-        .call(
-            Method::PATCH,
-            path,
-            Some((
-                "application/merge-patch+json",
-                patch.to_string().into_bytes(),
-            )),
-        )
-        .await?;
-    Ok(())
-}
-
 /// One `GET /` with a Host header (and maybe one more header): the version that answered.
 async fn version_at(
     address: SocketAddr,
@@ -219,12 +205,12 @@ pub async fn blue_green(client: &Client, ingress: SocketAddr) -> anyhow::Result<
     ));
     let traffic = Traffic::start(ingress, "bg.local");
 
-    patch(
-        client,
-        &format!("{ROLLOUTS}/bg"),
-        json!({"spec": {"template": {"spec": {"containers": [container("green")]}}}}),
-    )
-    .await?;
+    client
+        .merge_patch(
+            &format!("{ROLLOUTS}/bg"),
+            &json!({"spec": {"template": {"spec": {"containers": [container("green")]}}}}),
+        )
+        .await?;
     let paused = wait_phase(client, "bg", "Paused", None).await?;
     let preview = client
         .get("/api/v1/namespaces/default/services/bg-preview")
@@ -247,12 +233,12 @@ pub async fn blue_green(client: &Client, ingress: SocketAddr) -> anyhow::Result<
     ));
 
     let promoted = Instant::now();
-    patch(
-        client,
-        &format!("{ROLLOUTS}/bg/status"),
-        json!({"status": {"pauseConditions": null}}),
-    )
-    .await?;
+    client
+        .merge_patch(
+            &format!("{ROLLOUTS}/bg/status"),
+            &json!({"status": {"pauseConditions": null}}),
+        )
+        .await?;
     wait_version(ingress, "bg.local", "green").await?;
     say(&format!(
         "  promote: the active Service switched to green in {} ms",
@@ -263,19 +249,19 @@ pub async fn blue_green(client: &Client, ingress: SocketAddr) -> anyhow::Result<
     // Undo: the previous template again. Its ReplicaSet is still up (scale-down delay),
     // so the switch back needs no new pods.
     let undone = Instant::now();
-    patch(
-        client,
-        &format!("{ROLLOUTS}/bg"),
-        json!({"spec": {"template": {"spec": {"containers": [container("blue")]}}}}),
-    )
-    .await?;
-    if wait_phase(client, "bg", "Paused", None).await.is_ok() {
-        patch(
-            client,
-            &format!("{ROLLOUTS}/bg/status"),
-            json!({"status": {"pauseConditions": null}}),
+    client
+        .merge_patch(
+            &format!("{ROLLOUTS}/bg"),
+            &json!({"spec": {"template": {"spec": {"containers": [container("blue")]}}}}),
         )
         .await?;
+    if wait_phase(client, "bg", "Paused", None).await.is_ok() {
+        client
+            .merge_patch(
+                &format!("{ROLLOUTS}/bg/status"),
+                &json!({"status": {"pauseConditions": null}}),
+            )
+            .await?;
     }
     wait_version(ingress, "bg.local", "blue").await?;
     say(&format!(
@@ -341,20 +327,20 @@ pub async fn canary(client: &Client, ingress: SocketAddr) -> anyhow::Result<()> 
     .await?;
     wait_phase(client, "cn", "Healthy", None).await?;
     wait_version(ingress, "cn.local", "blue").await?;
-    patch(
-        client,
-        &format!("{ROLLOUTS}/cn"),
-        json!({"spec": {"template": {"spec": {"containers": [container("green")]}}}}),
-    )
-    .await?;
+    client
+        .merge_patch(
+            &format!("{ROLLOUTS}/cn"),
+            &json!({"spec": {"template": {"spec": {"containers": [container("green")]}}}}),
+        )
+        .await?;
     let n = 300;
     let promote = || async {
-        patch(
-            client,
-            &format!("{ROLLOUTS}/cn/status"),
-            json!({"status": {"pauseConditions": null}}),
-        )
-        .await
+        client
+            .merge_patch(
+                &format!("{ROLLOUTS}/cn/status"),
+                &json!({"status": {"pauseConditions": null}}),
+            )
+            .await
     };
 
     wait_phase(client, "cn", "Paused", Some(1)).await?;
@@ -447,12 +433,12 @@ pub async fn canary_rollback(client: &Client, ingress: SocketAddr) -> anyhow::Re
     wait_version(ingress, "ab.local", "blue").await?;
     let traffic = Traffic::start(ingress, "ab.local");
     let released = Instant::now();
-    patch(
-        client,
-        &format!("{ROLLOUTS}/ab"),
-        json!({"spec": {"template": {"spec": {"containers": [container("bad-green")]}}}}),
-    )
-    .await?;
+    client
+        .merge_patch(
+            &format!("{ROLLOUTS}/ab"),
+            &json!({"spec": {"template": {"spec": {"containers": [container("bad-green")]}}}}),
+        )
+        .await?;
     let aborted = wait_phase(client, "ab", "Degraded", None).await?;
     let took = released.elapsed();
     let seen = traffic.finish().await;

@@ -37,19 +37,6 @@ fn path(namespace: &str, name: &str) -> anyhow::Result<String> {
     ))
 }
 
-async fn merge_patch(client: &Client, path: &str, patch: &Value) -> anyhow::Result<Value> {
-    client
-        .call(
-            Method::PATCH,
-            path,
-            Some((
-                "application/merge-patch+json",
-                patch.to_string().into_bytes(),
-            )),
-        )
-        .await
-}
-
 /// The next whole second: timestamps have second precision, so a restartAt of "now" could
 /// equal the creation second of the running pods and skip them; the next second is
 /// strictly after every pod that exists when the command runs.
@@ -70,7 +57,9 @@ pub async fn promote(
     let p = path(namespace, name)?;
     let rollout = client.get(&p).await?;
     if rollout["spec"]["paused"] == true {
-        merge_patch(client, &p, &json!({"spec": {"paused": false}})).await?;
+        client
+            .merge_patch(&p, &json!({"spec": {"paused": false}}))
+            .await?;
     }
     let status = &rollout["status"];
     let patch = if full {
@@ -93,7 +82,7 @@ pub async fn promote(
     } else {
         bail!("rollout {name:?} is not paused");
     };
-    merge_patch(client, &format!("{p}/status"), &patch).await?;
+    client.merge_patch(&format!("{p}/status"), &patch).await?;
     write_out(&format!(
         "rollout {name:?} {}\n",
         if full { "fully promoted" } else { "promoted" }
@@ -129,7 +118,7 @@ pub async fn simple(
         ),
         other => bail!("unknown rollout verb {other}"),
     };
-    merge_patch(client, &patch_path, &patch).await?;
+    client.merge_patch(&patch_path, &patch).await?;
     write_out(&format!("rollout {name:?} {done}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -157,12 +146,12 @@ pub async fn set_image(
         bail!("rollout {name:?} has no container {container:?}");
     };
     target["image"] = json!(image);
-    merge_patch(
-        client,
-        &p,
-        &json!({"spec": {"template": {"spec": {"containers": containers}}}}),
-    )
-    .await?;
+    client
+        .merge_patch(
+            &p,
+            &json!({"spec": {"template": {"spec": {"containers": containers}}}}),
+        )
+        .await?;
     write_out(&format!("rollout {name:?} image updated\n"))?;
     Ok(ExitCode::SUCCESS)
 }

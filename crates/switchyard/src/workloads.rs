@@ -81,19 +81,6 @@ fn target(args: &[String]) -> anyhow::Result<(&'static switchyard_api::KindInfo,
     }
 }
 
-async fn merge_patch(client: &Client, path: &str, patch: &Value) -> anyhow::Result<Value> {
-    client
-        .call(
-            Method::PATCH,
-            path,
-            Some((
-                "application/merge-patch+json",
-                patch.to_string().into_bytes(),
-            )),
-        )
-        .await
-}
-
 /// `scale KIND/NAME --replicas N`.
 pub async fn scale(
     client: &Client,
@@ -109,7 +96,9 @@ pub async fn scale(
         );
     }
     let path = format!("{}/{name}", collection_path(info, Some(namespace)));
-    let object = merge_patch(client, &path, &json!({"spec": {"replicas": replicas}})).await?;
+    let object = client
+        .merge_patch(&path, &json!({"spec": {"replicas": replicas}}))
+        .await?;
     write_out(&format!("{} scaled\n", printers::name_of(info, &object)))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -170,7 +159,9 @@ pub async fn rollout(
                 ))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            merge_patch(client, &path, &json!({"spec": {"paused": paused}})).await?;
+            client
+                .merge_patch(&path, &json!({"spec": {"paused": paused}}))
+                .await?;
             write_out(&format!(
                 "{display} {}\n",
                 if paused { "paused" } else { "resumed" }
@@ -179,7 +170,7 @@ pub async fn rollout(
         RolloutVerb::Restart => {
             let now = jiff_now();
             let patch = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}});
-            merge_patch(client, &path, &patch).await?;
+            client.merge_patch(&path, &patch).await?;
             write_out(&format!("{display} restarted\n"))?;
         }
         RolloutVerb::History => {
