@@ -20,6 +20,18 @@ const PODS: &str = "/api/v1/namespaces/default/pods";
 /// The example the canary step applies, built into the binary so the demo runs anywhere.
 const CANARY_EXAMPLE: &str = include_str!("../../../examples/canary-ingress.yaml");
 
+/// Applies `items` as one set in the default namespace.
+pub(crate) async fn apply(client: &Client, items: Vec<Value>) -> anyhow::Result<()> {
+    client
+        .send_json(
+            Method::POST,
+            "/switchyard/v1/apply?namespace=default",
+            &json!({"items": items}),
+        )
+        .await?;
+    Ok(())
+}
+
 pub(crate) fn step(text: &str) {
     let _ = write_out(&format!("\n==> {text}\n"));
 }
@@ -142,13 +154,7 @@ async fn tour(client: &Client) -> anyhow::Result<()> {
     step(&format!(
         "Applying Deployment demo: {REPLICAS} replicas of switchyard/demo:blue"
     ));
-    client
-        .send_json(
-            Method::POST,
-            "/switchyard/v1/apply?namespace=default",
-            &json!({"items": [deployment("switchyard/demo:blue")]}),
-        )
-        .await?;
+    apply(client, vec![deployment("switchyard/demo:blue")]).await?;
     say("deployment.apps/demo created");
 
     let started = Instant::now();
@@ -306,28 +312,22 @@ async fn services(client: &Client, dns: std::net::SocketAddr) -> anyhow::Result<
     use switchyard_net::dns::{RecordType, client::ask as dns_ask};
     step("One Service of each type (ports above 1023, so no root is needed)");
     let port = json!([{"name": "http", "port": 8080, "targetPort": "http"}]);
-    let items = json!([
+    let items = vec![
         service("demo", json!({"selector": {"app": "demo"}, "ports": port})),
         service(
             "demo-nodeport",
-            json!({"type": "NodePort", "selector": {"app": "demo"}, "ports": port})
+            json!({"type": "NodePort", "selector": {"app": "demo"}, "ports": port}),
         ),
         service(
             "demo-lb",
-            json!({"type": "LoadBalancer", "selector": {"app": "demo"}, "ports": port})
+            json!({"type": "LoadBalancer", "selector": {"app": "demo"}, "ports": port}),
         ),
         service(
             "docs",
-            json!({"type": "ExternalName", "externalName": "docs.example.com"})
+            json!({"type": "ExternalName", "externalName": "docs.example.com"}),
         ),
-    ]);
-    client
-        .send_json(
-            Method::POST,
-            "/switchyard/v1/apply?namespace=default",
-            &json!({"items": items}),
-        )
-        .await?;
+    ];
+    apply(client, items).await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     let list = loop {
         let list = client.get("/api/v1/namespaces/default/services").await?;
@@ -414,13 +414,7 @@ async fn canary_ingress(client: &Client, ingress: std::net::SocketAddr) -> anyho
         .iter()
         .map(|m| m.resource.to_value())
         .collect();
-    client
-        .send_json(
-            Method::POST,
-            "/switchyard/v1/apply?namespace=default",
-            &json!({"items": items}),
-        )
-        .await?;
+    apply(client, items).await?;
     for m in &loaded.manifests {
         say(&format!(
             "{} applied",

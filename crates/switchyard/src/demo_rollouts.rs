@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use hyper::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::Client;
-use crate::demo::{say, step};
+use crate::demo::{apply, say, step};
 
 const ROLLOUTS: &str = "/apis/switchyard.dev/v1alpha1/namespaces/default/rollouts";
 
@@ -48,17 +47,6 @@ fn ingress_to(name: &str, host: &str, service: &str) -> Value {
     json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name},
            "spec": {"ingressClassName": "switchyard", "rules": [{"host": host, "http": {"paths": [
                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": 8080}}}}]}}]}})
-}
-
-async fn apply(client: &Client, items: Vec<Value>) -> anyhow::Result<()> {
-    client
-        .send_json(
-            Method::POST,
-            "/switchyard/v1/apply?namespace=default",
-            &json!({"items": items}),
-        )
-        .await?;
-    Ok(())
 }
 
 /// One `GET /` with a Host header (and maybe one more header): the version that answered.
