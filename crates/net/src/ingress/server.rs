@@ -433,7 +433,8 @@ async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr)
     let targets = targets(ingress, &table, backend);
     let stats_of =
         |version: &str| cached_stats(ingress, &table, ingress_name, backend, role, version);
-    let first = stats_of(targets.first().map_or("", |t| &t.version));
+    let version = |i: usize| targets.get(i).map_or("", |(_, version)| version);
+    let first = stats_of(version(0));
     let length = |headers: &HeaderMap| {
         headers
             .get(header::CONTENT_LENGTH)
@@ -448,9 +449,7 @@ async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr)
     first.active.fetch_sub(1, Ordering::Relaxed);
     // The figures belong to the version that answered (a retry may reach another pod).
     let stats = match answered {
-        Some(i) if i > 0 && targets[i].version != targets[0].version => {
-            stats_of(&targets[i].version)
-        }
+        Some(i) if i > 0 && version(i) != version(0) => stats_of(version(i)),
         _ => first,
     };
     stats.record(response.status().as_u16(), started.elapsed());
@@ -512,35 +511,46 @@ fn cached_stats(
 }
 
 /// Where a request may go, in the order to try: every ready endpoint, starting at the next
-/// in round-robin order, or the external name.
-struct Target {
-    authority: Authority,
-    version: Arc<str>,
+/// in round-robin order, or the external name. Borrowed from the table: nothing is copied
+/// per request.
+enum Targets<'a> {
+    Endpoints {
+        endpoints: &'a [Endpoint],
+        start: usize,
+    },
+    External(Option<Authority>),
 }
 
-fn targets(ingress: &Ingress, table: &IngressTable, backend: &Backend) -> Vec<Target> {
-    match table.upstreams.get(backend) {
-        None => Vec::new(),
-        Some(Upstream::External(name, port)) => Authority::try_from(format!("{name}:{port}"))
-            .map(|authority| Target {
-                authority,
-                version: Arc::from(""),
-            })
-            .into_iter()
-            .collect(),
-        Some(Upstream::Endpoints(endpoints)) => {
-            let n = endpoints.len();
-            let start = ingress.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
-            (0..n)
-                .map(|i| {
-                    let endpoint = &endpoints[(start + i) % n];
-                    Target {
-                        authority: endpoint.authority.clone(),
-                        version: endpoint.version.clone(),
-                    }
-                })
-                .collect()
+impl Targets<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Targets::Endpoints { endpoints, .. } => endpoints.len(),
+            Targets::External(authority) => usize::from(authority.is_some()),
         }
+    }
+
+    /// The `i`th target to try: its authority and the version its pod runs.
+    fn get(&self, i: usize) -> Option<(&Authority, &str)> {
+        match self {
+            Targets::Endpoints { endpoints, start } => {
+                let endpoint = endpoints.get((start + i) % endpoints.len().max(1))?;
+                (i < endpoints.len()).then_some((&endpoint.authority, &*endpoint.version))
+            }
+            Targets::External(authority) => authority.as_ref().filter(|_| i == 0).map(|a| (a, "")),
+        }
+    }
+}
+
+fn targets<'a>(ingress: &Ingress, table: &'a IngressTable, backend: &Backend) -> Targets<'a> {
+    match table.upstreams.get(backend) {
+        None => Targets::External(None),
+        Some(Upstream::External(name, port)) => {
+            Targets::External(Authority::try_from(format!("{name}:{port}")).ok())
+        }
+        Some(Upstream::Endpoints(endpoints)) => Targets::Endpoints {
+            endpoints,
+            start: ingress.next.fetch_add(1, Ordering::Relaxed) % endpoints.len().max(1),
+        },
     }
 }
 
@@ -548,13 +558,13 @@ fn targets(ingress: &Ingress, table: &IngressTable, backend: &Backend) -> Vec<Ta
 /// is left at the index of the last target tried.
 async fn proxy(
     ingress: &Ingress,
-    targets: &[Target],
+    targets: &Targets<'_>,
     mut request: Request<Incoming>,
     peer: SocketAddr,
     host: &str,
     answered: &mut Option<usize>,
 ) -> Response<Body> {
-    if targets.is_empty() {
+    if targets.len() == 0 {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "503 Service Temporarily Unavailable: the backend has no ready endpoint",
@@ -632,7 +642,10 @@ async fn proxy(
     // The request goes to one endpoint after the other while connecting fails (an unsent
     // request comes back for the next); its URI is origin-form, the same for all.
     let mut unsent = Some(upstream_request);
-    for (attempt, target) in targets.iter().enumerate() {
+    for attempt in 0..targets.len() {
+        let Some((authority, _)) = targets.get(attempt) else {
+            break;
+        };
         *answered = Some(attempt);
         let Some(upstream_request) = unsent.take() else {
             break;
@@ -640,7 +653,7 @@ async fn proxy(
         let sent = tokio::time::timeout(
             ingress.limits.response_header_timeout,
             upstream::send(
-                &target.authority,
+                authority,
                 upstream_request,
                 ingress.limits.connect_timeout,
                 ingress.limits.idle_timeout,
@@ -695,7 +708,7 @@ async fn proxy(
                         "413 Request Entity Too Large",
                     );
                 }
-                tracing::debug!(%error, target = %target.authority, "upstream request failed");
+                tracing::debug!(%error, target = %authority, "upstream request failed");
                 return text(
                     StatusCode::BAD_GATEWAY,
                     "502 Bad Gateway: the upstream failed",
