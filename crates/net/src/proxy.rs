@@ -462,21 +462,28 @@ fn refuse(client: TcpStream) {
     drop(client);
 }
 
-fn pick(route: &Route, peer: IpAddr, inner: &Inner) -> Vec<SocketAddr> {
+/// The endpoints to try, in order: the client's sticky endpoint (ClientIP affinity within
+/// its timeout), then every other one from the next in round-robin order.
+fn pick<'a>(
+    route: &'a Route,
+    peer: IpAddr,
+    inner: &Inner,
+) -> impl Iterator<Item = SocketAddr> + 'a {
     let n = route.endpoints.len();
     let start = route.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
-    let mut order: Vec<SocketAddr> = (0..n).map(|i| route.endpoints[(start + i) % n]).collect();
-    if let Some(timeout) = route.affinity {
+    let sticky = route.affinity.and_then(|timeout| {
         let affinity = inner.affinity.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((endpoint, last)) = affinity.get(&(route.id.clone(), peer))
-            && last.elapsed() < timeout
-            && let Some(i) = order.iter().position(|e| e == endpoint)
-        {
-            let sticky = order.remove(i);
-            order.insert(0, sticky);
-        }
-    }
-    order
+        affinity
+            .get(&(route.id.clone(), peer))
+            .filter(|(endpoint, last)| {
+                last.elapsed() < timeout && route.endpoints.contains(endpoint)
+            })
+            .map(|(endpoint, _)| *endpoint)
+    });
+    let rotated = (0..n).map(move |i| route.endpoints[(start + i) % n]);
+    sticky
+        .into_iter()
+        .chain(rotated.filter(move |e| Some(*e) != sticky))
 }
 
 async fn proxy(mut client: TcpStream, peer: SocketAddr, route: Arc<Route>, inner: Arc<Inner>) {
