@@ -6,7 +6,9 @@
 //! Storage is SQLite in WAL mode with `synchronous=FULL`: a write is durable before the
 //! call returns and before any watcher hears of it (persist before acting). All objects are
 //! also held in memory, so reads never touch the disk; a single writer lock orders writes
-//! and hands out strictly increasing resourceVersions.
+//! and hands out strictly increasing resourceVersions. Readers never wait for a commit's
+//! fsync: the committed state sits behind its own lock, taken only to read or to publish
+//! a commit that is already durable.
 
 #![forbid(unsafe_code)]
 
@@ -17,7 +19,7 @@ mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::Value;
 use switchyard_api::kinds::{self, KindInfo};
@@ -194,13 +196,20 @@ pub trait Admission: Send + Sync {
 
 /// The store. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Store {
-    inner: Mutex<Inner>,
+    /// Serializes writes; held across a commit's fsync. Taken before `inner`, never after.
+    writer: Mutex<Writer>,
+    /// The committed state that reads see; never held across I/O.
+    inner: RwLock<Inner>,
     events: broadcast::Sender<Arc<WatchEvent>>,
 }
 
-struct Inner {
+/// What only writers touch.
+struct Writer {
     admission: Option<Box<dyn Admission>>,
     db: sql::Db,
+}
+
+struct Inner {
     objects: BTreeMap<ObjectKey, Arc<Value>>,
     by_uid: HashMap<String, ObjectKey>,
     /// owner uid -> dependents.
@@ -230,8 +239,6 @@ impl Store {
         let (objects, resource_version) = db.load_objects()?;
         let history = db.load_history(HISTORY_LIMIT)?;
         let mut inner = Inner {
-            admission,
-            db,
             objects: BTreeMap::new(),
             by_uid: HashMap::new(),
             dependents: HashMap::new(),
@@ -244,7 +251,8 @@ impl Store {
         }
         let (events, _) = broadcast::channel(4096);
         let store = Store {
-            inner: Mutex::new(inner),
+            writer: Mutex::new(Writer { admission, db }),
+            inner: RwLock::new(inner),
             events,
         };
         store.ensure_default_namespaces()?;
@@ -269,10 +277,20 @@ impl Store {
         Ok(())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-applied change behind (the
-        // cache is only touched after the database commit), so a poisoned lock is usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    // A panic while holding a lock cannot leave a half-applied change behind (memory is
+    // only touched after the database commit, in one step), so poisoned locks are usable.
+
+    /// Starts a write: no other write can change the committed state until it is dropped.
+    fn write_lock(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_mut(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The latest resourceVersion.
@@ -345,31 +363,39 @@ impl Store {
     /// Creates an object. The namespace must exist; uid, resourceVersion, generation and
     /// creationTimestamp are assigned; status is dropped (controllers own it).
     pub fn create(&self, object: Value) -> Result<Arc<Value>, StoreError> {
-        let mut inner = self.lock();
-        let change = inner.prepare_create(object)?;
-        Ok(self
-            .commit(&mut inner, vec![change])?
-            .remove(0)
-            .expect("created"))
+        off_the_runtime(|| {
+            let mut writer = self.write_lock();
+            let change = self.lock().prepare_create(writer.admission(), object)?;
+            Ok(self
+                .commit(&mut writer, vec![change])?
+                .remove(0)
+                .expect("created"))
+        })
     }
 
     /// Replaces an object's spec and metadata (`Main`) or its status (`Status`). A
     /// resourceVersion in the body must match the stored one.
     pub fn update(&self, object: Value, sub: Subresource) -> Result<Arc<Value>, StoreError> {
-        let mut inner = self.lock();
-        let key = meta::key_of(&object)?;
-        let current = inner.existing(&key)?;
-        let precondition = meta::resource_version(&object);
-        if precondition.is_some_and(|rv| rv != meta::resource_version(&current).unwrap_or(0)) {
-            return Err(conflict(&key));
-        }
-        match inner.prepare_update(&current, object, sub, &HashMap::new())? {
-            None => Ok(current),
-            Some(change) => Ok(self
-                .commit(&mut inner, vec![change])?
-                .remove(0)
-                .unwrap_or(current)),
-        }
+        off_the_runtime(|| {
+            let mut writer = self.write_lock();
+            let inner = self.lock();
+            let key = meta::key_of(&object)?;
+            let current = inner.existing(&key)?;
+            let precondition = meta::resource_version(&object);
+            if precondition.is_some_and(|rv| rv != meta::resource_version(&current).unwrap_or(0)) {
+                return Err(conflict(&key));
+            }
+            let change =
+                inner.prepare_update(writer.admission(), &current, object, sub, &HashMap::new())?;
+            drop(inner);
+            match change {
+                None => Ok(current),
+                Some(change) => Ok(self
+                    .commit(&mut writer, vec![change])?
+                    .remove(0)
+                    .unwrap_or(current)),
+            }
+        })
     }
 
     /// Applies a JSON merge patch (RFC 7386) to an object.
@@ -379,23 +405,34 @@ impl Store {
         patch: &Value,
         sub: Subresource,
     ) -> Result<Arc<Value>, StoreError> {
-        let mut inner = self.lock();
-        let current = inner.existing(key)?;
-        let mut patched = (*current).clone();
-        merge_patch(&mut patched, patch);
-        if let Some(rv) = meta::resource_version(patch)
-            && Some(rv) != meta::resource_version(&current)
-        {
-            return Err(conflict(key));
-        }
-        meta::set_resource_version(&mut patched, None);
-        match inner.prepare_update(&current, patched, sub, &HashMap::new())? {
-            None => Ok(current),
-            Some(change) => Ok(self
-                .commit(&mut inner, vec![change])?
-                .remove(0)
-                .unwrap_or(current)),
-        }
+        off_the_runtime(|| {
+            let mut writer = self.write_lock();
+            let inner = self.lock();
+            let current = inner.existing(key)?;
+            let mut patched = (*current).clone();
+            merge_patch(&mut patched, patch);
+            if let Some(rv) = meta::resource_version(patch)
+                && Some(rv) != meta::resource_version(&current)
+            {
+                return Err(conflict(key));
+            }
+            meta::set_resource_version(&mut patched, None);
+            let change = inner.prepare_update(
+                writer.admission(),
+                &current,
+                patched,
+                sub,
+                &HashMap::new(),
+            )?;
+            drop(inner);
+            match change {
+                None => Ok(current),
+                Some(change) => Ok(self
+                    .commit(&mut writer, vec![change])?
+                    .remove(0)
+                    .unwrap_or(current)),
+            }
+        })
     }
 
     /// Applies a set of manifests in one transaction, as `kubectl apply` does per object:
@@ -405,61 +442,76 @@ impl Store {
         &self,
         manifests: Vec<Value>,
     ) -> Result<Vec<(ApplyOutcome, Arc<Value>)>, StoreError> {
-        let mut inner = self.lock();
-        let mut changes = Vec::new();
-        let mut outcomes = Vec::new();
-        let mut order = Vec::new();
-        // Objects of this set by key, so a later manifest sees an earlier one's effect.
-        let mut staged: HashMap<ObjectKey, Value> = HashMap::new();
-        for manifest in manifests {
-            let key = meta::key_of(&manifest)?;
-            order.push(key.clone());
-            let live = staged
-                .get(&key)
-                .cloned()
-                .or_else(|| inner.objects.get(&key).map(|v| (**v).clone()));
-            let mut desired = manifest.clone();
-            meta::set_annotation(
-                &mut desired,
-                LAST_APPLIED,
-                &meta::last_applied_text(&manifest),
-            );
-            match live {
-                None => {
-                    let change = inner.prepare_create_staged(desired, &staged)?;
-                    staged.insert(key.clone(), change.object.clone().expect("created"));
-                    outcomes.push(ApplyOutcome::Created);
-                    changes.push(change);
-                }
-                Some(live) => {
-                    let previous = meta::annotation(&live, LAST_APPLIED)
-                        .and_then(|text| serde_json::from_str(&text).ok())
-                        .unwrap_or(Value::Null);
-                    let patch = three_way_patch(&previous, &desired, &live);
-                    let mut merged = live.clone();
-                    merge_patch(&mut merged, &patch);
-                    meta::set_resource_version(&mut merged, None);
-                    match inner.prepare_update(&live, merged, Subresource::Main, &staged)? {
-                        None => outcomes.push(ApplyOutcome::Unchanged),
-                        Some(change) => {
-                            staged
-                                .insert(key.clone(), change.object.clone().unwrap_or(Value::Null));
-                            outcomes.push(ApplyOutcome::Configured);
-                            changes.push(change);
+        off_the_runtime(|| {
+            let mut writer = self.write_lock();
+            let inner = self.lock();
+            let mut changes = Vec::new();
+            let mut outcomes = Vec::new();
+            let mut order = Vec::new();
+            // Objects of this set by key, so a later manifest sees an earlier one's effect.
+            let mut staged: HashMap<ObjectKey, Value> = HashMap::new();
+            for manifest in manifests {
+                let key = meta::key_of(&manifest)?;
+                order.push(key.clone());
+                let live = staged
+                    .get(&key)
+                    .cloned()
+                    .or_else(|| inner.objects.get(&key).map(|v| (**v).clone()));
+                let mut desired = manifest.clone();
+                meta::set_annotation(
+                    &mut desired,
+                    LAST_APPLIED,
+                    &meta::last_applied_text(&manifest),
+                );
+                match live {
+                    None => {
+                        let change =
+                            inner.prepare_create_staged(writer.admission(), desired, &staged)?;
+                        staged.insert(key.clone(), change.object.clone().expect("created"));
+                        outcomes.push(ApplyOutcome::Created);
+                        changes.push(change);
+                    }
+                    Some(live) => {
+                        let previous = meta::annotation(&live, LAST_APPLIED)
+                            .and_then(|text| serde_json::from_str(&text).ok())
+                            .unwrap_or(Value::Null);
+                        let patch = three_way_patch(&previous, &desired, &live);
+                        let mut merged = live.clone();
+                        merge_patch(&mut merged, &patch);
+                        meta::set_resource_version(&mut merged, None);
+                        let change = inner.prepare_update(
+                            writer.admission(),
+                            &live,
+                            merged,
+                            Subresource::Main,
+                            &staged,
+                        )?;
+                        match change {
+                            None => outcomes.push(ApplyOutcome::Unchanged),
+                            Some(change) => {
+                                staged.insert(
+                                    key.clone(),
+                                    change.object.clone().unwrap_or(Value::Null),
+                                );
+                                outcomes.push(ApplyOutcome::Configured);
+                                changes.push(change);
+                            }
                         }
                     }
                 }
             }
-        }
-        self.commit(&mut inner, changes)?;
-        Ok(outcomes
-            .into_iter()
-            .zip(order)
-            .map(|(outcome, key)| {
-                let stored = inner.objects.get(&key).cloned();
-                (outcome, stored.unwrap_or_else(|| Arc::new(Value::Null)))
-            })
-            .collect())
+            drop(inner);
+            self.commit(&mut writer, changes)?;
+            let inner = self.lock();
+            Ok(outcomes
+                .into_iter()
+                .zip(order)
+                .map(|(outcome, key)| {
+                    let stored = inner.objects.get(&key).cloned();
+                    (outcome, stored.unwrap_or_else(|| Arc::new(Value::Null)))
+                })
+                .collect())
+        })
     }
 
     /// Deletes an object. With finalizers (or foreground/orphan propagation) it only gets
@@ -470,83 +522,90 @@ impl Store {
         key: &ObjectKey,
         options: &DeleteOptions,
     ) -> Result<Arc<Value>, StoreError> {
-        let mut inner = self.lock();
-        let current = inner.existing(key)?;
-        if options
-            .resource_version
-            .is_some_and(|rv| Some(rv) != meta::resource_version(&current))
-            || options
-                .uid
-                .as_ref()
-                .is_some_and(|uid| Some(uid.as_str()) != meta::uid(&current))
-        {
-            return Err(conflict(key));
-        }
-        if key.kind == "Namespace" && PROTECTED_NAMESPACES.contains(&key.name.as_str()) {
-            return Err(StoreError::Forbidden(format!(
-                "namespaces {:?} is forbidden: this namespace may not be deleted",
-                key.name
-            )));
-        }
-        let mut object = (*current).clone();
-        let finalizer = match options.propagation {
-            Propagation::Background => None,
-            Propagation::Foreground => Some(meta::FOREGROUND_FINALIZER),
-            Propagation::Orphan => Some(meta::ORPHAN_FINALIZER),
-        };
-        if let Some(f) = finalizer {
-            meta::add_finalizer(&mut object, f);
-        }
-        let graceful = key.kind == "Namespace" || !meta::finalizers(&object).is_empty();
-        let change = if graceful {
-            if meta::deletion_timestamp(&object).is_none() {
-                meta::set_deletion_timestamp(&mut object, &now_rfc3339());
+        off_the_runtime(|| {
+            let mut writer = self.write_lock();
+            let current = self.lock().existing(key)?;
+            if options
+                .resource_version
+                .is_some_and(|rv| Some(rv) != meta::resource_version(&current))
+                || options
+                    .uid
+                    .as_ref()
+                    .is_some_and(|uid| Some(uid.as_str()) != meta::uid(&current))
+            {
+                return Err(conflict(key));
             }
-            if key.kind == "Namespace" {
-                object["status"]["phase"] = Value::String("Terminating".into());
+            if key.kind == "Namespace" && PROTECTED_NAMESPACES.contains(&key.name.as_str()) {
+                return Err(StoreError::Forbidden(format!(
+                    "namespaces {:?} is forbidden: this namespace may not be deleted",
+                    key.name
+                )));
             }
-            if object == *current {
-                return Ok(current);
+            let mut object = (*current).clone();
+            let finalizer = match options.propagation {
+                Propagation::Background => None,
+                Propagation::Foreground => Some(meta::FOREGROUND_FINALIZER),
+                Propagation::Orphan => Some(meta::ORPHAN_FINALIZER),
+            };
+            if let Some(f) = finalizer {
+                meta::add_finalizer(&mut object, f);
             }
-            Change {
-                key: key.clone(),
-                object: Some(object),
-            }
-        } else {
-            Change {
-                key: key.clone(),
-                object: None,
-            }
-        };
-        let result = self.commit(&mut inner, vec![change])?.remove(0);
-        Ok(result.unwrap_or(current))
+            let graceful = key.kind == "Namespace" || !meta::finalizers(&object).is_empty();
+            let change = if graceful {
+                if meta::deletion_timestamp(&object).is_none() {
+                    meta::set_deletion_timestamp(&mut object, &now_rfc3339());
+                }
+                if key.kind == "Namespace" {
+                    object["status"]["phase"] = Value::String("Terminating".into());
+                }
+                if object == *current {
+                    return Ok(current);
+                }
+                Change {
+                    key: key.clone(),
+                    object: Some(object),
+                }
+            } else {
+                Change {
+                    key: key.clone(),
+                    object: None,
+                }
+            };
+            let result = self.commit(&mut writer, vec![change])?.remove(0);
+            Ok(result.unwrap_or(current))
+        })
     }
 
     /// Removes a terminating Namespace once nothing is left in it. Returns whether it
     /// was removed.
     pub fn finalize_namespace(&self, name: &str) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
-        let key = ObjectKey {
-            kind: "Namespace".into(),
-            namespace: String::new(),
-            name: name.to_string(),
-        };
-        let Some(current) = inner.objects.get(&key).cloned() else {
-            return Ok(false);
-        };
-        let empty = !inner.objects.keys().any(|k| k.namespace == name);
-        if meta::deletion_timestamp(&current).is_none() || !empty {
-            return Ok(false);
-        }
-        self.commit(&mut inner, vec![Change { key, object: None }])?;
-        Ok(true)
+        off_the_runtime(|| {
+            let mut writer = self.write_lock();
+            let inner = self.lock();
+            let key = ObjectKey {
+                kind: "Namespace".into(),
+                namespace: String::new(),
+                name: name.to_string(),
+            };
+            let Some(current) = inner.objects.get(&key).cloned() else {
+                return Ok(false);
+            };
+            let empty = !inner.objects.keys().any(|k| k.namespace == name);
+            if meta::deletion_timestamp(&current).is_none() || !empty {
+                return Ok(false);
+            }
+            drop(inner);
+            self.commit(&mut writer, vec![Change { key, object: None }])?;
+            Ok(true)
+        })
     }
 
     /// Starts a watch: first the events after `from` (or, without `from`, an ADDED event
     /// for every current object), then live events, all filtered by `filter`.
     pub fn watch(&self, filter: WatchFilter, from: Option<u64>) -> Result<Watcher, StoreError> {
         let inner = self.lock();
-        // Subscribing under the lock guarantees no event falls between backlog and live.
+        // Commits publish under the write side of this lock, so subscribing under the
+        // read side guarantees no event falls between backlog and live.
         let receiver = self.events.subscribe();
         let backlog = match from {
             None | Some(0) => inner
@@ -597,15 +656,18 @@ impl Store {
     }
 
     /// Writes changes in one database transaction, then updates memory, history and
-    /// watchers. Returns the stored objects (None for removals), in order.
+    /// watchers. Returns the stored objects (None for removals), in order. Readers keep
+    /// seeing the previous state until the transaction is durable; `writer` keeps that
+    /// state from changing meanwhile.
     fn commit(
         &self,
-        inner: &mut Inner,
+        writer: &mut Writer,
         changes: Vec<Change>,
     ) -> Result<Vec<Option<Arc<Value>>>, StoreError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
+        let inner = self.lock();
         let mut rv = inner.resource_version;
         let mut events = Vec::with_capacity(changes.len());
         for change in changes {
@@ -637,7 +699,9 @@ impl Store {
                 resource_version: rv,
             });
         }
-        inner.db.commit(&events, rv, HISTORY_LIMIT)?;
+        drop(inner);
+        writer.db.commit(&events, rv, HISTORY_LIMIT)?;
+        let mut inner = self.lock_mut();
         inner.resource_version = rv;
         let mut results = Vec::with_capacity(events.len());
         for event in events {
@@ -665,6 +729,20 @@ impl Store {
     }
 }
 
+/// Runs a write, which may wait for another write's fsync and then for its own, without
+/// holding up the async runtime it is called from: on a multi-threaded tokio runtime the
+/// worker's other tasks move to another thread meanwhile (`block_in_place`). Elsewhere
+/// (a current-thread runtime, a plain or blocking-pool thread) it simply runs.
+fn off_the_runtime<T>(write: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(write)
+        }
+        _ => write(),
+    }
+}
+
 fn conflict(key: &ObjectKey) -> StoreError {
     StoreError::Conflict {
         resource: resource_name(&key.kind),
@@ -683,6 +761,12 @@ pub fn resource_name(kind: &str) -> String {
     }
 }
 
+impl Writer {
+    fn admission(&self) -> Option<&dyn Admission> {
+        self.admission.as_deref()
+    }
+}
+
 impl Inner {
     fn existing(&self, key: &ObjectKey) -> Result<Arc<Value>, StoreError> {
         self.objects
@@ -694,12 +778,17 @@ impl Inner {
             })
     }
 
-    fn prepare_create(&self, object: Value) -> Result<Change, StoreError> {
-        self.prepare_create_staged(object, &HashMap::new())
+    fn prepare_create(
+        &self,
+        admission: Option<&dyn Admission>,
+        object: Value,
+    ) -> Result<Change, StoreError> {
+        self.prepare_create_staged(admission, object, &HashMap::new())
     }
 
     fn prepare_create_staged(
         &self,
+        admission: Option<&dyn Admission>,
         mut object: Value,
         staged: &HashMap<ObjectKey, Value>,
     ) -> Result<Change, StoreError> {
@@ -739,7 +828,7 @@ impl Inner {
             }
         }
         meta::initialize(&mut object, &key);
-        if let Some(admission) = &self.admission {
+        if let Some(admission) = admission {
             let view = StoreView {
                 objects: &self.objects,
                 staged,
@@ -755,6 +844,7 @@ impl Inner {
     /// The change an update makes, or None when it changes nothing.
     fn prepare_update(
         &self,
+        admission: Option<&dyn Admission>,
         current: &Value,
         mut object: Value,
         sub: Subresource,
@@ -767,7 +857,7 @@ impl Inner {
             ));
         }
         meta::carry_over(current, &mut object, sub);
-        if let (Some(admission), Subresource::Main) = (&self.admission, sub) {
+        if let (Some(admission), Subresource::Main) = (admission, sub) {
             let view = StoreView {
                 objects: &self.objects,
                 staged,

@@ -310,12 +310,18 @@ fn blue_green_promotes_and_rolls_back_with_zero_failed_requests_under_load() {
 
     // Undo: back to blue, a fast rollback through the same blue/green switch.
     cli_ok(&server, &["rollout", "undo", "web"]);
+    // The undo changes the template: wait until the controller has seen it, or the
+    // phase read can still be the promoted release's Healthy.
     wait_for(
         "paused for the rollback or healthy",
         Duration::from_secs(30),
         || {
             let ro = get_rollout(&server);
-            matches!(ro["status"]["phase"].as_str(), Some("Paused" | "Healthy")).then_some(())
+            let generation_seen = ro["status"]["observedGeneration"].as_str()
+                == Some(&ro["metadata"]["generation"].to_string());
+            (generation_seen
+                && matches!(ro["status"]["phase"].as_str(), Some("Paused" | "Healthy")))
+            .then_some(())
         },
     );
     if get_rollout(&server)["status"]["phase"] == "Paused" {
