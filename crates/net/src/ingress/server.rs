@@ -20,13 +20,14 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::routing::{Backend, RequestView, RoutingTable};
+use super::h1;
 use super::upstream::{self, UpstreamError};
 use crate::metrics::{BackendKey, BackendStats, Metrics, Role};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of proxied requests and responses.
 pub(crate) type Body = BoxBody<Bytes, BoxError>;
 
@@ -143,7 +144,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -194,11 +195,21 @@ impl Ingress {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn request_id(&self) -> String {
+    /// A new request id: 32 hex digits, as ingress-nginx's `$request_id`.
+    fn request_id(&self) -> [u8; 32] {
         let n = self
             .request_ids
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-        format!("{n:016x}{:016x}", n.rotate_left(29) ^ 0x5851_F42D_4C95_7F2D)
+        let mut id = [0u8; 32];
+        for (i, half) in [n, n.rotate_left(29) ^ 0x5851_F42D_4C95_7F2D]
+            .into_iter()
+            .enumerate()
+        {
+            for (j, digit) in id[i * 16..(i + 1) * 16].iter_mut().enumerate() {
+                *digit = b"0123456789abcdef"[(half >> (60 - 4 * j) & 0xf) as usize];
+            }
+        }
+        id
     }
 }
 
@@ -209,7 +220,8 @@ impl Ingress {
 /// the listener with its own upstream pool: a request, its upstream connection and its
 /// response stay on one thread, as in nginx's worker model, instead of waking tasks
 /// across the server's shared work-stealing runtime (which measured a futex call and a
-/// context switch for most requests).
+/// context switch for most requests). A worker that already serves clearly more
+/// connections than another hands a new one over ([`Balance`]).
 pub async fn serve(
     listener: TcpListener,
     ingress: Arc<Ingress>,
@@ -223,9 +235,11 @@ pub async fn serve(
         }
     };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (balance, handoffs) = Balance::new(workers);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut finished = Vec::new();
-    for i in 0..workers {
+    for (i, handoff) in handoffs.into_iter().enumerate() {
+        let balance = balance.clone();
         let listener = match listener.try_clone() {
             Ok(l) => l,
             Err(e) => {
@@ -242,7 +256,16 @@ pub async fn serve(
                     .enable_all()
                     .build();
                 match runtime {
-                    Ok(runtime) => runtime.block_on(worker(listener, ingress, stopped)),
+                    Ok(runtime) => runtime.block_on(worker(
+                        Seat {
+                            index: i,
+                            balance,
+                            handoff,
+                        },
+                        listener,
+                        ingress,
+                        stopped,
+                    )),
                     Err(e) => tracing::error!(error = %e, "ingress worker runtime"),
                 }
                 let _ = done.send(());
@@ -259,8 +282,56 @@ pub async fn serve(
     }
 }
 
+/// A connection handed from one worker to another.
+type Handoff = (std::net::TcpStream, SocketAddr);
+
+/// Keeps the workers' connection counts level. Each worker keeps what it accepts unless
+/// it serves clearly more than the least loaded worker (the kernel wakes whichever worker
+/// it likes, so a few long connections could otherwise all land on one thread and leave
+/// the other CPU idle); then the connection goes to that worker, which serves it from
+/// then on. Only accepting costs a hand-off, never a request.
+struct Balance {
+    load: Vec<AtomicUsize>,
+    handoffs: Vec<tokio::sync::mpsc::UnboundedSender<Handoff>>,
+}
+
+impl Balance {
+    fn new(workers: usize) -> (Arc<Balance>, Vec<tokio::sync::mpsc::UnboundedReceiver<Handoff>>) {
+        let (senders, receivers) = (0..workers)
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
+        let balance = Balance {
+            load: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            handoffs: senders,
+        };
+        (Arc::new(balance), receivers)
+    }
+
+    /// Which worker serves a connection `accepted_by` took (the service proxy's rule).
+    fn place(&self, accepted_by: usize) -> usize {
+        let load = |i: usize| self.load[i].load(Ordering::Relaxed);
+        let total: usize = (0..self.load.len()).map(load).sum();
+        let least = (0..self.load.len())
+            .min_by_key(|&i| load(i))
+            .unwrap_or(accepted_by);
+        if load(accepted_by) >= load(least) + (total / 8).max(1) {
+            least
+        } else {
+            accepted_by
+        }
+    }
+}
+
+/// A worker's place among the others.
+struct Seat {
+    index: usize,
+    balance: Arc<Balance>,
+    handoff: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
+}
+
 /// One worker: accepts, serves, and proxies on its own runtime until `stopped`.
 async fn worker(
+    mut seat: Seat,
     listener: std::net::TcpListener,
     ingress: Arc<Ingress>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
@@ -291,10 +362,27 @@ async fn worker(
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok((stream, peer)) => {
+                    let to = seat.balance.place(seat.index);
+                    if to == seat.index {
+                        (stream, peer)
+                    } else {
+                        if let Ok(stream) = stream.into_std() {
+                            let _ = seat.balance.handoffs[to].send((stream, peer));
+                        }
+                        continue;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "ingress accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some((stream, peer)) = seat.handoff.recv() => match TcpStream::from_std(stream) {
+                Ok(stream) => (stream, peer),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ingress connection handed over unusable");
                     continue;
                 }
             },
@@ -308,8 +396,12 @@ async fn worker(
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
+        let balance = seat.balance.clone();
+        let index = seat.index;
+        balance.load[index].fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _ = connection.await;
+            balance.load[index].fetch_sub(1, Ordering::Relaxed);
         });
     }
     // In-flight requests finish; idle connections close.
@@ -582,6 +674,11 @@ async fn proxy(
         );
     }
     let upgrade = is_upgrade(request.headers());
+    if h1::eligible(request.method(), request.headers(), upgrade) {
+        let head = forwarded_head(ingress, &request, peer, host);
+        let head_request = request.method() == hyper::Method::HEAD;
+        return proxy_bodiless(ingress, targets, &head, head_request, answered).await;
+    }
     // Only bodiless idempotent requests can be retried on another endpoint.
     let has_body = request.headers().contains_key(header::CONTENT_LENGTH)
         || request.headers().contains_key(header::TRANSFER_ENCODING);
@@ -606,8 +703,10 @@ async fn proxy(
     set(&mut headers, X_REAL_IP, &client_ip);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     set(&mut headers, X_FORWARDED_HOST, host);
-    if !headers.contains_key(&X_REQUEST_ID) {
-        set(&mut headers, X_REQUEST_ID, &ingress.request_id());
+    if !headers.contains_key(&X_REQUEST_ID)
+        && let Ok(id) = HeaderValue::from_bytes(&ingress.request_id())
+    {
+        headers.insert(X_REQUEST_ID, id);
     }
     let path = parts
         .uri
@@ -709,6 +808,125 @@ async fn proxy(
                     );
                 }
                 tracing::debug!(%error, target = %authority, "upstream request failed");
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: the upstream failed",
+                );
+            }
+        }
+    }
+    text(
+        StatusCode::BAD_GATEWAY,
+        "502 Bad Gateway: no upstream could be reached",
+    )
+}
+
+/// The request head sent upstream on the fast path: the client's request line (with an
+/// origin-form target) and headers, without hop-by-hop headers, plus what ingress-nginx
+/// adds (X-Forwarded-For/-Host/-Proto, X-Real-IP, X-Request-ID), written straight into
+/// bytes.
+fn forwarded_head(
+    ingress: &Ingress,
+    request: &Request<Incoming>,
+    peer: SocketAddr,
+    host: &str,
+) -> Vec<u8> {
+    use std::io::Write as _;
+    let headers = request.headers();
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(request.method().as_str().as_bytes());
+    head.push(b' ');
+    let target = request.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    // Headers named by Connection are hop-by-hop too.
+    let named: Vec<&str> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut previous_for = None;
+    for (name, value) in headers {
+        if name == X_FORWARDED_FOR {
+            previous_for = Some(value);
+            continue;
+        }
+        let replaced = name == X_REAL_IP || name == X_FORWARDED_PROTO || name == X_FORWARDED_HOST;
+        let name = name.as_str();
+        let hop_by_hop = HOP_BY_HOP.contains(&name)
+            || name == header::UPGRADE
+            || named.iter().any(|n| n.eq_ignore_ascii_case(name));
+        if replaced || hop_by_hop {
+            continue;
+        }
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    // HTTP/2 clients name the host in the URI, not in a Host header: HTTP/1.1 needs one.
+    if !headers.contains_key(header::HOST)
+        && let Some(authority) = request.uri().authority()
+    {
+        let _ = write!(head, "host: {authority}\r\n");
+    }
+    let ip = peer.ip();
+    head.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(previous) = previous_for {
+        head.extend_from_slice(previous.as_bytes());
+        head.extend_from_slice(b", ");
+    }
+    let _ = write!(head, "{ip}\r\nx-real-ip: {ip}\r\nx-forwarded-proto: http\r\n");
+    let _ = write!(head, "x-forwarded-host: {host}\r\n");
+    if !headers.contains_key(&X_REQUEST_ID) {
+        head.extend_from_slice(b"x-request-id: ");
+        head.extend_from_slice(&ingress.request_id());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// Proxies a bodiless GET or HEAD over the fast path ([`h1`]) to the first of `targets`
+/// that accepts a connection; `answered` is left at the index of the last target tried.
+async fn proxy_bodiless(
+    ingress: &Ingress,
+    targets: &Targets<'_>,
+    head: &[u8],
+    head_request: bool,
+    answered: &mut Option<usize>,
+) -> Response<Body> {
+    for attempt in 0..targets.len() {
+        let Some((authority, _)) = targets.get(attempt) else {
+            break;
+        };
+        *answered = Some(attempt);
+        let sent = tokio::time::timeout(
+            ingress.limits.response_header_timeout,
+            h1::send(
+                authority,
+                head,
+                head_request,
+                ingress.limits.connect_timeout,
+                ingress.limits.idle_timeout,
+            ),
+        )
+        .await;
+        match sent {
+            Err(_) => {
+                return text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "504 Gateway Time-out: the upstream did not answer in time",
+                );
+            }
+            Ok(Ok(response)) => return response,
+            Ok(Err(h1::Failure::Connect(error))) => {
+                tracing::debug!(%error, "upstream connect failed");
+            }
+            Ok(Err(h1::Failure::Exchange(error))) => {
+                tracing::debug!(%error, "upstream request failed");
                 return text(
                     StatusCode::BAD_GATEWAY,
                     "502 Bad Gateway: the upstream failed",

@@ -4,8 +4,7 @@
 //! request never leaves the thread it arrived on.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -14,25 +13,11 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::pool::IdlePool;
 use super::server::Body;
 
-/// Sweep every authority's idle list after this many checkouts (connections to endpoints
-/// that went away are otherwise never looked at again).
-const SWEEP_EVERY: u32 = 4096;
-
-struct Idle {
-    sender: SendRequest<Body>,
-    since: Instant,
-}
-
-#[derive(Default)]
-struct Pool {
-    idle: HashMap<Authority, Vec<Idle>>,
-    checkouts: u32,
-}
-
 thread_local! {
-    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+    static POOL: RefCell<IdlePool<SendRequest<Body>>> = RefCell::new(IdlePool::default());
 }
 
 /// Why an upstream exchange failed.
@@ -44,42 +29,22 @@ pub enum UpstreamError {
     Exchange(hyper::Error),
 }
 
-fn usable(idle: &Idle, now: Instant, idle_timeout: Duration) -> bool {
-    !idle.sender.is_closed() && now.saturating_duration_since(idle.since) < idle_timeout
-}
-
-/// A pooled connection to `authority` that is ready for a request, if any.
+/// A pooled connection to `authority` that is ready for a request, if any. Connections
+/// still streaming a response body are not ready yet; they stay.
 fn checkout(authority: &Authority, idle_timeout: Duration) -> Option<SendRequest<Body>> {
     POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let now = Instant::now();
-        pool.checkouts = pool.checkouts.wrapping_add(1);
-        if pool.checkouts.is_multiple_of(SWEEP_EVERY) {
-            pool.idle.retain(|_, list| {
-                list.retain(|c| usable(c, now, idle_timeout));
-                !list.is_empty()
-            });
-        }
-        let list = pool.idle.get_mut(authority)?;
-        list.retain(|c| usable(c, now, idle_timeout));
-        // Connections still streaming a response body are not ready yet; they stay.
-        let ready = list.iter().position(|c| c.sender.is_ready())?;
-        Some(list.swap_remove(ready).sender)
+        pool.borrow_mut().checkout(
+            authority,
+            idle_timeout,
+            |sender| !sender.is_closed(),
+            SendRequest::is_ready,
+        )
     })
 }
 
 /// Keeps a connection for later requests (it is ready once its response body is read).
 fn checkin(authority: &Authority, sender: SendRequest<Body>) {
-    POOL.with(|pool| {
-        pool.borrow_mut()
-            .idle
-            .entry(authority.clone())
-            .or_default()
-            .push(Idle {
-                sender,
-                since: Instant::now(),
-            });
-    });
+    POOL.with(|pool| pool.borrow_mut().checkin(authority, sender));
 }
 
 async fn connect(
