@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,48 +45,99 @@ pub struct BackendKey {
     pub version: String,
 }
 
-/// Counters of one backend.
+/// Counters of one backend, one shard per thread that records: the ingress's worker
+/// threads each count in their own cache lines, so that counting a request never moves a
+/// line between CPUs. Readers sum the shards.
 #[derive(Debug, Default)]
 pub struct BackendStats {
+    shards: [Shard; SHARDS],
+}
+
+/// Shards per backend; threads beyond this share them.
+const SHARDS: usize = 8;
+
+/// One thread's counters, alone in their cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard {
     /// Responses by status class: index 0 = 1xx ... 4 = 5xx.
-    pub responses: [AtomicU64; 5],
+    responses: [AtomicU64; 5],
     /// Latency histogram counts, per bucket of [`LATENCY_BUCKETS`] (not cumulative), plus
     /// the overflow bucket.
-    pub latency: [AtomicU64; 12],
+    latency: [AtomicU64; 12],
     /// Sum of latencies in microseconds.
-    pub latency_sum_micros: AtomicU64,
-    /// Requests in flight.
-    pub active: AtomicI64,
+    latency_sum_micros: AtomicU64,
+    /// Requests in flight (a shard's own count can go below zero).
+    active: AtomicI64,
     /// Request body bytes received.
-    pub bytes_in: AtomicU64,
+    bytes_in: AtomicU64,
     /// Response body bytes sent.
-    pub bytes_out: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+/// This thread's shard.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.with(|i| *i)
 }
 
 impl BackendStats {
-    /// Records a finished request.
-    pub fn record(&self, status: u16, latency: Duration) {
+    fn shard(&self) -> &Shard {
+        &self.shards[shard_index()]
+    }
+
+    /// A request started, with a body of `bytes_in` bytes when its length is known.
+    pub fn started(&self, bytes_in: Option<u64>) {
+        let shard = self.shard();
+        shard.active.fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = bytes_in {
+            shard.bytes_in.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// A request started with [`started`](Self::started) is no longer in flight.
+    pub fn ended(&self) {
+        self.shard().active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Records a finished request, with a body of `bytes_out` bytes when its length is
+    /// known.
+    pub fn record(&self, status: u16, latency: Duration, bytes_out: Option<u64>) {
+        let shard = self.shard();
         let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        shard.responses[class].fetch_add(1, Ordering::Relaxed);
         let seconds = latency.as_secs_f64();
         let bucket = LATENCY_BUCKETS
             .iter()
             .position(|b| seconds <= *b)
             .unwrap_or(LATENCY_BUCKETS.len());
-        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
+        shard.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        shard
+            .latency_sum_micros
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+        if let Some(n) = bytes_out {
+            shard.bytes_out.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
-    /// A consistent-enough copy of the counters.
+    /// A consistent-enough copy of the counters: the sum of the shards.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let sum = |read: &dyn Fn(&Shard) -> u64| -> u64 { self.shards.iter().map(read).sum() };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StatsSnapshot {
-            responses: std::array::from_fn(|i| self.responses[i].load(Ordering::Relaxed)),
-            latency: std::array::from_fn(|i| self.latency[i].load(Ordering::Relaxed)),
-            latency_sum_micros: self.latency_sum_micros.load(Ordering::Relaxed),
-            active: self.active.load(Ordering::Relaxed),
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            responses: std::array::from_fn(|i| sum(&|s| load(&s.responses[i]))),
+            latency: std::array::from_fn(|i| sum(&|s| load(&s.latency[i]))),
+            latency_sum_micros: sum(&|s| load(&s.latency_sum_micros)),
+            active: self
+                .shards
+                .iter()
+                .map(|s| s.active.load(Ordering::Relaxed))
+                .sum(),
+            bytes_in: sum(&|s| load(&s.bytes_in)),
+            bytes_out: sum(&|s| load(&s.bytes_out)),
         }
     }
 }
@@ -266,12 +317,13 @@ mod tests {
         };
         let stats = metrics.backend(&key);
         let before = stats.snapshot();
-        stats.record(200, Duration::from_millis(3));
-        stats.record(503, Duration::from_millis(30));
-        stats.record(204, Duration::from_secs(20));
+        stats.record(200, Duration::from_millis(3), Some(10));
+        stats.record(503, Duration::from_millis(30), None);
+        stats.record(204, Duration::from_secs(20), Some(0));
         let window = stats.snapshot().since(&before);
         assert_eq!(window.responses, [0, 2, 0, 0, 1]);
         assert_eq!(window.requests(), 3);
+        assert_eq!(window.bytes_out, 10);
         let text = metrics.render();
         let labels = "ingress=\"default/web\",service=\"default/web-canary\",backend=\"canary\",version=\"7d9c5b\"";
         for line in [
@@ -286,5 +338,33 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn counts_from_many_threads_add_up_across_shards() {
+        let stats = Arc::new(BackendStats::default());
+        let threads: Vec<_> = (0..SHARDS + 3)
+            .map(|_| {
+                let stats = stats.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        stats.started(Some(2));
+                        stats.record(200, Duration::from_millis(1), Some(5));
+                        stats.ended();
+                    }
+                    // One still in flight per thread.
+                    stats.started(None);
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let total = stats.snapshot();
+        let n = (SHARDS + 3) as u64;
+        assert_eq!(total.requests(), 1000 * n);
+        assert_eq!(total.latency[0], 1000 * n);
+        assert_eq!((total.bytes_in, total.bytes_out), (2000 * n, 5000 * n));
+        assert_eq!(total.active, n as i64);
     }
 }

@@ -115,7 +115,7 @@ impl Endpoint {
 }
 
 /// The routing snapshot: routes plus where each backend goes.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct IngressTable {
     /// Routes from the Ingresses of our class.
     pub routes: RoutingTable,
@@ -132,7 +132,7 @@ pub struct Ingress {
     loaded: tokio::sync::watch::Sender<bool>,
     metrics: Arc<Metrics>,
     limits: Limits,
-    next: AtomicUsize,
+    /// Seeds of the workers' random streams and request ids.
     random: AtomicU64,
     request_ids: AtomicU64,
 }
@@ -167,7 +167,6 @@ impl Ingress {
             loaded: tokio::sync::watch::channel(false).0,
             metrics,
             limits,
-            next: AtomicUsize::new(0),
             random: AtomicU64::new(seed),
             request_ids: AtomicU64::new(seed.rotate_left(17)),
         })
@@ -182,34 +181,6 @@ impl Ingress {
     /// The metrics the ingress records.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
-    }
-
-    /// A uniform number in [0, 1) from a lock-free SplitMix64 stream.
-    fn random(&self) -> f64 {
-        let mut z = self
-            .random
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A new request id: 32 hex digits, as ingress-nginx's `$request_id`.
-    fn request_id(&self) -> [u8; 32] {
-        let n = self
-            .request_ids
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-        let mut id = [0u8; 32];
-        for (i, half) in [n, n.rotate_left(29) ^ 0x5851_F42D_4C95_7F2D]
-            .into_iter()
-            .enumerate()
-        {
-            for (j, digit) in id[i * 16..(i + 1) * 16].iter_mut().enumerate() {
-                *digit = b"0123456789abcdef"[(half >> (60 - 4 * j) & 0xf) as usize];
-            }
-        }
-        id
     }
 }
 
@@ -495,7 +466,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
-    let table = ingress.table.load_full();
+    let table = Local::table(ingress);
     let host = host_of(&request);
     let Some(route) = table.routes.find(&host, request.uri().path()) else {
         return text(
@@ -515,91 +486,171 @@ async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr)
             &View {
                 headers: request.headers(),
             },
-            ingress.random(),
+            Local::random(ingress),
         )
     });
     let (backend, ingress_name, role) = match canary {
         Some(c) => (&c.backend, &c.ingress, Role::Canary),
         None => (&route.backend, &route.ingress, Role::Stable),
     };
-    let targets = targets(ingress, &table, backend);
-    let stats_of =
-        |version: &str| cached_stats(ingress, &table, ingress_name, backend, role, version);
+    let targets = targets(&table, backend, Local::next(ingress));
+    let with_stats = |version: &str, count: &dyn Fn(&BackendStats)| {
+        Local::with_stats(ingress, ingress_name, backend, role, version, count);
+    };
     let version = |i: usize| targets.get(i).map_or("", |(_, version)| version);
-    let first = stats_of(version(0));
     let length = |headers: &HeaderMap| {
         headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
     };
-    if let Some(n) = length(request.headers()) {
-        first.bytes_in.fetch_add(n, Ordering::Relaxed);
-    }
-    first.active.fetch_add(1, Ordering::Relaxed);
+    let bytes_in = length(request.headers());
+    with_stats(version(0), &|stats| stats.started(bytes_in));
     let mut answered = None;
     let response = proxy(ingress, &targets, request, peer, &host, &mut answered).await;
-    first.active.fetch_sub(1, Ordering::Relaxed);
+    with_stats(version(0), &BackendStats::ended);
     // The figures belong to the version that answered (a retry may reach another pod).
-    let stats = match answered {
-        Some(i) if i > 0 && version(i) != version(0) => stats_of(version(i)),
-        _ => first,
+    let answered_by = match answered {
+        Some(i) => version(i),
+        None => version(0),
     };
-    stats.record(response.status().as_u16(), started.elapsed());
-    if let Some(n) = length(response.headers()) {
-        stats.bytes_out.fetch_add(n, Ordering::Relaxed);
-    }
+    let status = response.status().as_u16();
+    let bytes_out = length(response.headers());
+    with_stats(answered_by, &|stats| {
+        stats.record(status, started.elapsed(), bytes_out);
+    });
     response
 }
 
 thread_local! {
-    /// Each worker's counters by (Ingress, backend, role) of the current table, then by
-    /// version: found without building a key, taking the metrics lock or allocating.
-    static STATS: RefCell<StatsCache> = RefCell::new(StatsCache::default());
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
 }
 
-#[derive(Default)]
-struct StatsCache {
-    /// The table the cached entries belong to (kept alive, so its addresses stay unique).
-    table: Option<Arc<IngressTable>>,
-    /// By the addresses of the route's Ingress name and backend in `table`, and the role.
+/// What each worker keeps to itself, so that serving a request writes no cache line that
+/// another CPU writes too: its own copy of the current table (a shared `Arc` would have
+/// both CPUs bump one reference count per request), its counters by backend, its
+/// round-robin position, random stream and request ids.
+struct Local {
+    /// The shared table the copy was made from, to notice a swap.
+    source: Arc<IngressTable>,
+    table: Arc<IngressTable>,
+    /// Counters by the addresses of the route's Ingress name and backend in `table`, and
+    /// the role, then by version: found without building a key, taking the metrics lock
+    /// or allocating.
     stats: HashMap<(usize, usize, Role), VersionStats>,
+    next: usize,
+    random: u64,
+    request_ids: u64,
 }
 
 /// A backend's counters per version.
 type VersionStats = Vec<(Arc<str>, Arc<BackendStats>)>;
 
-fn cached_stats(
-    ingress: &Ingress,
-    table: &Arc<IngressTable>,
-    ingress_name: &(String, String),
-    backend: &Backend,
-    role: Role,
-    version: &str,
-) -> Arc<BackendStats> {
-    STATS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if !cache.table.as_ref().is_some_and(|t| Arc::ptr_eq(t, table)) {
-            cache.table = Some(table.clone());
-            cache.stats.clear();
-        }
-        let key = (
-            std::ptr::from_ref(ingress_name) as usize,
-            std::ptr::from_ref(backend) as usize,
-            role,
-        );
-        let versions = cache.stats.entry(key).or_default();
-        if let Some((_, stats)) = versions.iter().find(|(v, _)| &**v == version) {
-            return stats.clone();
-        }
-        let stats = ingress.metrics.backend(&BackendKey {
-            ingress: format!("{}/{}", ingress_name.0, ingress_name.1),
-            service: format!("{}/{}", backend.namespace, backend.service),
-            role,
-            version: version.to_string(),
+impl Local {
+    /// Runs `f` on this worker's state; `fresh` first replaces the table copy (and the
+    /// counters cache) when the shared table has been swapped.
+    fn with<T>(ingress: &Ingress, fresh: bool, f: impl FnOnce(&mut Local) -> T) -> T {
+        LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            let local = match &mut *local {
+                Some(l) if !fresh => l,
+                Some(l) if Arc::ptr_eq(&l.source, &ingress.table.load()) => l,
+                slot => {
+                    let shared = ingress.table.load_full();
+                    let (random, request_ids) = match slot.take() {
+                        Some(old) => (old.random, old.request_ids),
+                        // Each worker's streams start at a different place.
+                        None => (
+                            ingress.random.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed),
+                            ingress.request_ids.fetch_add(1 << 40, Ordering::Relaxed),
+                        ),
+                    };
+                    slot.insert(Local {
+                        table: Arc::new(IngressTable::clone(&shared)),
+                        source: shared,
+                        stats: HashMap::new(),
+                        next: random as usize,
+                        random,
+                        request_ids,
+                    })
+                }
+            };
+            f(local)
+        })
+    }
+
+    /// This worker's copy of the current table.
+    fn table(ingress: &Ingress) -> Arc<IngressTable> {
+        Self::with(ingress, true, |local| local.table.clone())
+    }
+
+    /// The next round-robin position.
+    fn next(ingress: &Ingress) -> usize {
+        Self::with(ingress, false, |local| {
+            local.next = local.next.wrapping_add(1);
+            local.next
+        })
+    }
+
+    /// A uniform number in [0, 1) from this worker's SplitMix64 stream.
+    fn random(ingress: &Ingress) -> f64 {
+        Self::with(ingress, false, |local| {
+            local.random = local.random.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = local.random;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 11) as f64 / (1u64 << 53) as f64
+        })
+    }
+
+    /// A new request id: 32 hex digits, as ingress-nginx's `$request_id`.
+    fn request_id(ingress: &Ingress) -> [u8; 32] {
+        let n = Self::with(ingress, false, |local| {
+            local.request_ids = local.request_ids.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            local.request_ids
         });
-        versions.push((Arc::from(version), stats.clone()));
-        stats
-    })
+        let mut id = [0u8; 32];
+        for (i, half) in [n, n.rotate_left(29) ^ 0x5851_F42D_4C95_7F2D]
+            .into_iter()
+            .enumerate()
+        {
+            for (j, digit) in id[i * 16..(i + 1) * 16].iter_mut().enumerate() {
+                *digit = b"0123456789abcdef"[(half >> (60 - 4 * j) & 0xf) as usize];
+            }
+        }
+        id
+    }
+
+    /// Runs `count` on the counters of `version` behind the route's backend (`ingress_name`
+    /// and `backend` borrowed from this worker's table).
+    fn with_stats(
+        ingress: &Ingress,
+        ingress_name: &(String, String),
+        backend: &Backend,
+        role: Role,
+        version: &str,
+        count: &dyn Fn(&BackendStats),
+    ) {
+        Self::with(ingress, false, |local| {
+            let key = (
+                std::ptr::from_ref(ingress_name) as usize,
+                std::ptr::from_ref(backend) as usize,
+                role,
+            );
+            let versions = local.stats.entry(key).or_default();
+            if let Some((_, stats)) = versions.iter().find(|(v, _)| &**v == version) {
+                return count(stats);
+            }
+            let stats = ingress.metrics.backend(&BackendKey {
+                ingress: format!("{}/{}", ingress_name.0, ingress_name.1),
+                service: format!("{}/{}", backend.namespace, backend.service),
+                role,
+                version: version.to_string(),
+            });
+            count(&stats);
+            versions.push((Arc::from(version), stats));
+        });
+    }
 }
 
 /// Where a request may go, in the order to try: every ready endpoint, starting at the next
@@ -633,7 +684,7 @@ impl Targets<'_> {
     }
 }
 
-fn targets<'a>(ingress: &Ingress, table: &'a IngressTable, backend: &Backend) -> Targets<'a> {
+fn targets<'a>(table: &'a IngressTable, backend: &Backend, next: usize) -> Targets<'a> {
     match table.upstreams.get(backend) {
         None => Targets::External(None),
         Some(Upstream::External(name, port)) => {
@@ -641,7 +692,7 @@ fn targets<'a>(ingress: &Ingress, table: &'a IngressTable, backend: &Backend) ->
         }
         Some(Upstream::Endpoints(endpoints)) => Targets::Endpoints {
             endpoints,
-            start: ingress.next.fetch_add(1, Ordering::Relaxed) % endpoints.len().max(1),
+            start: next % endpoints.len().max(1),
         },
     }
 }
@@ -704,7 +755,7 @@ async fn proxy(
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     set(&mut headers, X_FORWARDED_HOST, host);
     if !headers.contains_key(&X_REQUEST_ID)
-        && let Ok(id) = HeaderValue::from_bytes(&ingress.request_id())
+        && let Ok(id) = HeaderValue::from_bytes(&Local::request_id(ingress))
     {
         headers.insert(X_REQUEST_ID, id);
     }
@@ -882,7 +933,7 @@ fn forwarded_head(
     let _ = write!(head, "x-forwarded-host: {host}\r\n");
     if !headers.contains_key(&X_REQUEST_ID) {
         head.extend_from_slice(b"x-request-id: ");
-        head.extend_from_slice(&ingress.request_id());
+        head.extend_from_slice(&Local::request_id(ingress));
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
