@@ -125,6 +125,8 @@ struct Parsed {
     headers: HeaderMap,
     framing: Framing,
     keep_alive: bool,
+    /// The whole body, when it came with the head.
+    body: Option<Bytes>,
 }
 
 async fn exchange(conn: &mut Conn, head: &[u8], head_request: bool) -> Result<Parsed, Broken> {
@@ -230,7 +232,12 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
         } else {
             Framing::Close
         };
-        let mut headers = HeaderMap::with_capacity(response.headers.len());
+        // Where the forwarded headers' names and values are in the head, which then becomes
+        // one shared buffer that the values point into (no copy per header).
+        let base = buf.as_ptr() as usize;
+        let span = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+        let mut kept = [((0, 0), (0, 0)); MAX_HEADERS];
+        let mut count = 0;
         for h in response.headers.iter() {
             let hop_by_hop = HOP_BY_HOP.iter().any(|n| h.name.eq_ignore_ascii_case(n))
                 || h.name.eq_ignore_ascii_case("upgrade")
@@ -239,33 +246,47 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
             let stale_length = h.name.eq_ignore_ascii_case("content-length")
                 && has_transfer_encoding
                 && !head_request;
-            if hop_by_hop || stale_length {
-                continue;
+            if !hop_by_hop && !stale_length {
+                kept[count] = (span(h.name.as_bytes()), span(h.value));
+                count += 1;
             }
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| format!("invalid header name {:?}", h.name))?;
-            let value = HeaderValue::from_bytes(h.value)
-                .map_err(|_| format!("invalid value of header {}", h.name))?;
+        }
+        // The head, and the body when all of it is here (a small answer, the common case),
+        // copied into one block of their size: the connection's buffer stays its own and
+        // is reused for the next answer, instead of being shared until this one is sent.
+        let body_here = match framing {
+            Framing::Length(n) if n <= (buf.len() - length) as u64 => Some(n as usize),
+            _ => None,
+        };
+        let block = Bytes::copy_from_slice(&buf[..length + body_here.unwrap_or(0)]);
+        buf.advance(length + body_here.unwrap_or(0));
+        let head = block.slice(..length);
+        let body = body_here.map(|n| block.slice(length..length + n));
+        let mut headers = HeaderMap::with_capacity(count);
+        for &((name_at, name_len), (value_at, value_len)) in &kept[..count] {
+            let name = &head[name_at..name_at + name_len];
+            let name = HeaderName::from_bytes(name)
+                .map_err(|_| format!("invalid header name {:?}", String::from_utf8_lossy(name)))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
+                .map_err(|_| format!("invalid value of header {name}"))?;
             headers.append(name, value);
         }
         let keep_alive = !close && !matches!(framing, Framing::Close);
-        buf.advance(length);
         return Ok(Some(Parsed {
             status,
             headers,
             framing,
             keep_alive,
+            body,
         }));
     }
 }
 
-/// The response, with its body taken from the buffer when it is all there (the common
-/// case of a small answer), else streamed from the connection; the connection goes back
-/// to the pool once its body is complete.
-fn respond(authority: &Authority, mut conn: Conn, parsed: Parsed) -> Response<Body> {
-    let body = match parsed.framing {
-        Framing::Length(n) if n as usize <= conn.buf.len() => {
-            let bytes = conn.buf.split_to(n as usize).freeze();
+/// The response, with the body that came with its head, or else streamed from the
+/// connection; the connection goes back to the pool once its body is complete.
+fn respond(authority: &Authority, conn: Conn, parsed: Parsed) -> Response<Body> {
+    let body = match (parsed.body, parsed.framing) {
+        (Some(bytes), _) => {
             if parsed.keep_alive && conn.buf.is_empty() {
                 checkin(authority, conn);
             }
@@ -275,7 +296,7 @@ fn respond(authority: &Authority, mut conn: Conn, parsed: Parsed) -> Response<Bo
                 Full::new(bytes).map_err(|never| match never {}).boxed()
             }
         }
-        framing => Streamed {
+        (None, framing) => Streamed {
             conn: Some(conn),
             framing,
             keep_alive: parsed.keep_alive,

@@ -2,7 +2,6 @@
 //! thread with its own runtime, so each keeps its own pool in a thread-local: no lock, and
 //! a request never leaves the thread it arrived on.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hyper::http::uri::Authority;
@@ -13,14 +12,14 @@ const SWEEP_EVERY: u32 = 4096;
 
 /// Idle connections of one kind.
 pub(super) struct IdlePool<C> {
-    idle: HashMap<Authority, Vec<(C, Instant)>>,
+    idle: foldhash::HashMap<Authority, Vec<(C, Instant)>>,
     checkouts: u32,
 }
 
 impl<C> Default for IdlePool<C> {
     fn default() -> Self {
         IdlePool {
-            idle: HashMap::new(),
+            idle: foldhash::HashMap::default(),
             checkouts: 0,
         }
     }

@@ -301,9 +301,9 @@ pub struct RoutingTable {
     /// Every route; the catch-all, if any, is last.
     routes: Vec<Route>,
     /// Exact host -> indices into `routes`, best first.
-    exact: HashMap<String, Vec<usize>>,
+    exact: foldhash::HashMap<String, Vec<usize>>,
     /// Wildcard host without its `*.` -> indices, best first.
-    wildcard: HashMap<String, Vec<usize>>,
+    wildcard: foldhash::HashMap<String, Vec<usize>>,
     /// Host-less rules' indices, best first.
     any: Vec<usize>,
     /// The catch-all route (`spec.defaultBackend`).

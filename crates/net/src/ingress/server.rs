@@ -4,7 +4,6 @@
 //! limits and WebSocket pass-through.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,7 +119,7 @@ pub struct IngressTable {
     /// Routes from the Ingresses of our class.
     pub routes: RoutingTable,
     /// Upstreams by backend.
-    pub upstreams: HashMap<Backend, Upstream>,
+    pub upstreams: foldhash::HashMap<Backend, Upstream>,
 }
 
 /// The ingress: the current table and the metrics, shared by its worker threads (each
@@ -536,7 +535,7 @@ struct Local {
     /// Counters by the addresses of the route's Ingress name and backend in `table`, and
     /// the role, then by version: found without building a key, taking the metrics lock
     /// or allocating.
-    stats: HashMap<(usize, usize, Role), VersionStats>,
+    stats: foldhash::HashMap<(usize, usize, Role), VersionStats>,
     next: usize,
     random: u64,
     request_ids: u64,
@@ -567,7 +566,7 @@ impl Local {
                     slot.insert(Local {
                         table: Arc::new(IngressTable::clone(&shared)),
                         source: shared,
-                        stats: HashMap::new(),
+                        stats: foldhash::HashMap::default(),
                         next: random as usize,
                         random,
                         request_ids,
