@@ -360,9 +360,11 @@ async fn worker(
         };
         let _ = stream.set_nodelay(true);
         let ingress = ingress.clone();
+        // Formatted once per connection, not per request.
+        let client_ip: Arc<str> = peer.ip().to_string().into();
         let service = hyper::service::service_fn(move |request| {
-            let ingress = ingress.clone();
-            async move { Ok::<_, Infallible>(handle(&ingress, request, peer).await) }
+            let (ingress, client_ip) = (ingress.clone(), client_ip.clone());
+            async move { Ok::<_, Infallible>(handle(&ingress, request, &client_ip).await) }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
@@ -463,7 +465,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn handle(ingress: &Ingress, request: Request<Incoming>, client_ip: &str) -> Response<Body> {
     let started = Instant::now();
     let table = Local::table(ingress);
     let host = host_of(&request);
@@ -505,7 +507,7 @@ async fn handle(ingress: &Ingress, request: Request<Incoming>, peer: SocketAddr)
     let bytes_in = length(request.headers());
     with_stats(version(0), &|stats| stats.started(bytes_in));
     let mut answered = None;
-    let response = proxy(ingress, &targets, request, peer, &host, &mut answered).await;
+    let response = proxy(ingress, &targets, request, client_ip, &host, &mut answered).await;
     with_stats(version(0), &BackendStats::ended);
     // The figures belong to the version that answered (a retry may reach another pod).
     let answered_by = match answered {
@@ -702,7 +704,7 @@ async fn proxy(
     ingress: &Ingress,
     targets: &Targets<'_>,
     mut request: Request<Incoming>,
-    peer: SocketAddr,
+    client_ip: &str,
     host: &str,
     answered: &mut Option<usize>,
 ) -> Response<Body> {
@@ -725,7 +727,7 @@ async fn proxy(
     }
     let upgrade = is_upgrade(request.headers());
     if h1::eligible(request.method(), request.headers(), upgrade) {
-        let head = forwarded_head(ingress, &request, peer, host);
+        let head = forwarded_head(ingress, &request, client_ip, host);
         let head_request = request.method() == hyper::Method::HEAD;
         return proxy_bodiless(ingress, targets, &head, head_request, answered).await;
     }
@@ -739,10 +741,9 @@ async fn proxy(
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let client_ip = peer.ip().to_string();
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(previous) => format!("{previous}, {client_ip}"),
-        None => client_ip.clone(),
+        None => client_ip.to_string(),
     };
     let set = |headers: &mut HeaderMap, name: HeaderName, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
@@ -750,7 +751,7 @@ async fn proxy(
         }
     };
     set(&mut headers, X_FORWARDED_FOR, &forwarded_for);
-    set(&mut headers, X_REAL_IP, &client_ip);
+    set(&mut headers, X_REAL_IP, client_ip);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     set(&mut headers, X_FORWARDED_HOST, host);
     if !headers.contains_key(&X_REQUEST_ID)
@@ -878,7 +879,7 @@ async fn proxy(
 fn forwarded_head(
     ingress: &Ingress,
     request: &Request<Incoming>,
-    peer: SocketAddr,
+    client_ip: &str,
     host: &str,
 ) -> Vec<u8> {
     use std::io::Write as _;
@@ -922,14 +923,21 @@ fn forwarded_head(
     {
         let _ = write!(head, "host: {authority}\r\n");
     }
-    let ip = peer.ip();
     head.extend_from_slice(b"x-forwarded-for: ");
     if let Some(previous) = previous_for {
         head.extend_from_slice(previous.as_bytes());
         head.extend_from_slice(b", ");
     }
-    let _ = write!(head, "{ip}\r\nx-real-ip: {ip}\r\nx-forwarded-proto: http\r\n");
-    let _ = write!(head, "x-forwarded-host: {host}\r\n");
+    for piece in [
+        client_ip,
+        "\r\nx-real-ip: ",
+        client_ip,
+        "\r\nx-forwarded-proto: http\r\nx-forwarded-host: ",
+        host,
+        "\r\n",
+    ] {
+        head.extend_from_slice(piece.as_bytes());
+    }
     if !headers.contains_key(&X_REQUEST_ID) {
         head.extend_from_slice(b"x-request-id: ");
         head.extend_from_slice(&Local::request_id(ingress));
