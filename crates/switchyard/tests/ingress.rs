@@ -214,14 +214,18 @@ fn hosts_paths_404_and_503() {
     );
     assert_eq!(request(&server, "other.local", "/", &[]).0, 404);
     assert_eq!(request(&server, "shop.local", "/down", &[]).0, 503);
-    let (_, ing) = server.api(
-        "GET",
-        "/apis/networking.k8s.io/v1/namespaces/default/ingresses/site",
-        None,
-    );
-    assert_eq!(
-        ing["status"]["loadBalancer"]["ingress"][0]["ip"],
-        "127.0.0.1"
+    // The status follows the routes (written after the table is swapped in).
+    wait_for(
+        "the Ingress status address",
+        Duration::from_secs(10),
+        || {
+            let (_, ing) = server.api(
+                "GET",
+                "/apis/networking.k8s.io/v1/namespaces/default/ingresses/site",
+                None,
+            );
+            (ing["status"]["loadBalancer"]["ingress"][0]["ip"] == "127.0.0.1").then_some(())
+        },
     );
     let out = stdout(&server.cli(&["get", "ing"]));
     assert!(
@@ -526,6 +530,40 @@ fn proxy_hygiene_headers_limits_websockets_and_external_names() {
     assert!(
         headers.get("x-secret").is_none() && headers.get("keep-alive").is_none(),
         "{headers}"
+    );
+
+    // Both ways upstream (bodiless GET and HEAD on the fast path, a POST with a body
+    // through hyper's client) forward alike: a client's X-Forwarded-For is extended, its
+    // X-Request-Id kept, and the body arrives.
+    let exchange = |request: &[u8]| -> String {
+        let mut stream = TcpStream::connect(&server.ingress).unwrap();
+        stream.write_all(request).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    for (method, extra) in [("GET", ""), ("POST", "Content-Length: 2\r\n\r\nhi")] {
+        let request = format!(
+            "{method} /f HTTP/1.1\r\nHost: echo.local\r\nX-Forwarded-For: 10.0.0.1\r\n\
+             X-Request-Id: client-id\r\nConnection: close\r\n{}",
+            if extra.is_empty() { "\r\n" } else { extra }
+        );
+        let response = exchange(request.as_bytes());
+        let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap())
+            .unwrap_or_else(|e| panic!("{method}: {e}: {response}"));
+        assert_eq!(body["method"], method);
+        assert_eq!(
+            body["headers"]["x-forwarded-for"], "10.0.0.1, 127.0.0.1",
+            "{method}"
+        );
+        assert_eq!(body["headers"]["x-request-id"], "client-id", "{method}");
+        assert_eq!(body["headers"]["x-real-ip"], "127.0.0.1", "{method}");
+    }
+    let head = exchange(b"HEAD /f HTTP/1.1\r\nHost: echo.local\r\nConnection: close\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.ends_with("\r\n\r\n"),
+        "a HEAD answer has no body: {head}"
     );
 
     // ExternalName backends are proxied to the external name.

@@ -146,7 +146,9 @@ async fn exchange(conn: &mut Conn, head: &[u8], head_request: bool) -> Result<Pa
         let received_before = !conn.buf.is_empty();
         match conn.stream.read_buf(&mut conn.buf).await {
             Ok(0) if received_before => {
-                return Err(Broken::Late("connection closed in the response head".into()));
+                return Err(Broken::Late(
+                    "connection closed in the response head".into(),
+                ));
             }
             Ok(0) => return Err(Broken::Early("connection closed before an answer".into())),
             Ok(_) => {}
@@ -241,7 +243,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
         for h in response.headers.iter() {
             let hop_by_hop = HOP_BY_HOP.iter().any(|n| h.name.eq_ignore_ascii_case(n))
                 || h.name.eq_ignore_ascii_case("upgrade")
-                || named.iter().any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()));
+                || named
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()));
             // Content-Length stays only where it frames the body the client gets.
             let stale_length = h.name.eq_ignore_ascii_case("content-length")
                 && has_transfer_encoding
@@ -490,7 +494,9 @@ impl hyper::body::Body for Streamed {
                 }
                 Ok(0) => {
                     this.conn = None;
-                    return Poll::Ready(Some(Err("upstream closed the connection mid-body".into())));
+                    return Poll::Ready(Some(
+                        Err("upstream closed the connection mid-body".into()),
+                    ));
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

@@ -3,6 +3,7 @@
 //! retries of idempotent requests on connect failures, forwarding headers, timeouts, size
 //! limits and WebSocket pass-through.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,8 +22,8 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::routing::{Backend, RequestView, RoutingTable};
 use super::h1;
+use super::routing::{Backend, RequestView, RoutingTable};
 use super::upstream::{self, UpstreamError};
 use crate::metrics::{BackendKey, BackendStats, Metrics, Role};
 
@@ -266,7 +267,12 @@ struct Balance {
 }
 
 impl Balance {
-    fn new(workers: usize) -> (Arc<Balance>, Vec<tokio::sync::mpsc::UnboundedReceiver<Handoff>>) {
+    fn new(
+        workers: usize,
+    ) -> (
+        Arc<Balance>,
+        Vec<tokio::sync::mpsc::UnboundedReceiver<Handoff>>,
+    ) {
         let (senders, receivers) = (0..workers)
             .map(|_| tokio::sync::mpsc::unbounded_channel())
             .unzip();
@@ -277,14 +283,17 @@ impl Balance {
         (Arc::new(balance), receivers)
     }
 
-    /// Which worker serves a connection `accepted_by` took (the service proxy's rule).
+    /// Which worker serves a connection `accepted_by` took. Tighter than the service
+    /// proxy's rule (which tolerates an eighth of all connections): requests queue per
+    /// worker, so a worker with a few more connections than the other gives every one
+    /// of them a longer wait, and that showed in p99.
     fn place(&self, accepted_by: usize) -> usize {
         let load = |i: usize| self.load[i].load(Ordering::Relaxed);
         let total: usize = (0..self.load.len()).map(load).sum();
         let least = (0..self.load.len())
             .min_by_key(|&i| load(i))
             .unwrap_or(accepted_by);
-        if load(accepted_by) >= load(least) + (total / 8).max(1) {
+        if load(accepted_by) > load(least) + 1 + total / 32 {
             least
         } else {
             accepted_by
@@ -333,12 +342,20 @@ async fn worker(
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Counted at once where it goes, so that a burst of accepts is spread
+                    // by counts that already include the connections handed over.
                     let to = seat.balance.place(seat.index);
+                    seat.balance.load[to].fetch_add(1, Ordering::Relaxed);
                     if to == seat.index {
                         (stream, peer)
                     } else {
-                        if let Ok(stream) = stream.into_std() {
-                            let _ = seat.balance.handoffs[to].send((stream, peer));
+                        match stream.into_std() {
+                            Ok(stream) => {
+                                let _ = seat.balance.handoffs[to].send((stream, peer));
+                            }
+                            Err(_) => {
+                                seat.balance.load[to].fetch_sub(1, Ordering::Relaxed);
+                            }
                         }
                         continue;
                     }
@@ -353,6 +370,7 @@ async fn worker(
                 Ok(stream) => (stream, peer),
                 Err(e) => {
                     tracing::warn!(error = %e, "ingress connection handed over unusable");
+                    seat.balance.load[seat.index].fetch_sub(1, Ordering::Relaxed);
                     continue;
                 }
             },
@@ -370,7 +388,6 @@ async fn worker(
         let connection = graceful.watch(connection.into_owned());
         let balance = seat.balance.clone();
         let index = seat.index;
-        balance.load[index].fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _ = connection.await;
             balance.load[index].fetch_sub(1, Ordering::Relaxed);
@@ -413,24 +430,30 @@ impl RequestView for View<'_> {
     }
 }
 
-fn host_of(request: &Request<Incoming>) -> String {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    // Strip a port; keep IPv6 literals whole.
-    let host = match host.rsplit_once(':') {
-        Some((h, port))
-            if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(']')
-                || h.starts_with('[') =>
-        {
-            h
+/// The host a request names (its Host header, or the URI's authority for HTTP/2), as
+/// routes match it: lowercase, without port or trailing dot. Borrowed from `host_header`
+/// unless it needs changing.
+fn host_of<'a>(host_header: Option<&'a HeaderValue>, uri: &Uri) -> Cow<'a, str> {
+    fn normalize(host: &str) -> Cow<'_, str> {
+        let host = match host.strip_prefix('[') {
+            // An IPv6 literal keeps its colons.
+            Some(rest) => rest.find(']').map_or(host, |end| &host[..end + 2]),
+            None => match host.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+                _ => host,
+            },
+        };
+        let host = host.trim_end_matches('.');
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
         }
-        _ => host,
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    }
+    match host_header.and_then(|h| h.to_str().ok()) {
+        Some(host) => normalize(host),
+        None => Cow::Owned(normalize(uri.authority().map_or("", |a| a.as_str())).into_owned()),
+    }
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -468,7 +491,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 async fn handle(ingress: &Ingress, request: Request<Incoming>, client_ip: &str) -> Response<Body> {
     let started = Instant::now();
     let table = Local::table(ingress);
-    let host = host_of(&request);
+    let host_header = request.headers().get(header::HOST).cloned();
+    let host = host_of(host_header.as_ref(), request.uri());
     let Some(route) = table.routes.find(&host, request.uri().path()) else {
         return text(
             StatusCode::NOT_FOUND,
@@ -561,7 +585,9 @@ impl Local {
                         Some(old) => (old.random, old.request_ids),
                         // Each worker's streams start at a different place.
                         None => (
-                            ingress.random.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed),
+                            ingress
+                                .random
+                                .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed),
                             ingress.request_ids.fetch_add(1 << 40, Ordering::Relaxed),
                         ),
                     };
@@ -887,7 +913,10 @@ fn forwarded_head(
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(request.method().as_str().as_bytes());
     head.push(b' ');
-    let target = request.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", PathAndQuery::as_str);
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
     // Headers named by Connection are hop-by-hop too.
@@ -996,4 +1025,67 @@ async fn proxy_bodiless(
         StatusCode::BAD_GATEWAY,
         "502 Bad Gateway: no upstream could be reached",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_go_to_the_worker_that_accepted_them_unless_it_is_ahead() {
+        // (loads before, accepted by, placed on)
+        let cases: &[(&[usize], usize, usize)] = &[
+            (&[0, 0], 0, 0),
+            (&[1, 0], 0, 0),
+            (&[2, 0], 0, 1),
+            (&[0, 2], 1, 0),
+            (&[2, 1], 0, 0),
+            (&[33, 31], 0, 0),
+            (&[34, 31], 0, 0),
+            (&[35, 31], 0, 1),
+            (&[5, 0, 3], 0, 1),
+            (&[5, 9, 3], 1, 2),
+        ];
+        for &(loads, accepted_by, placed) in cases {
+            let (balance, _receivers) = Balance::new(loads.len());
+            for (counter, &load) in balance.load.iter().zip(loads) {
+                counter.store(load, Ordering::Relaxed);
+            }
+            assert_eq!(
+                balance.place(accepted_by),
+                placed,
+                "{loads:?} by {accepted_by}"
+            );
+        }
+    }
+
+    #[test]
+    fn hosts_are_matched_lowercase_without_port_or_trailing_dot() {
+        let uri = Uri::from_static("http://From.URI:8080/x");
+        for (header, host) in [
+            ("web.local", "web.local"),
+            ("Web.Local:8080", "web.local"),
+            ("web.local.", "web.local"),
+            ("[::1]:8080", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("127.0.0.1:80", "127.0.0.1"),
+        ] {
+            let value = HeaderValue::from_static(header);
+            assert_eq!(host_of(Some(&value), &uri), host, "{header}");
+        }
+        assert_eq!(
+            host_of(None, &uri),
+            "from.uri",
+            "HTTP/2: the URI's authority"
+        );
+    }
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let ingress = Ingress::new(Arc::default(), Limits::default());
+        let a = Local::request_id(&ingress);
+        let b = Local::request_id(&ingress);
+        assert_ne!(a, b);
+        assert!(a.iter().all(u8::is_ascii_hexdigit), "{a:?}");
+    }
 }

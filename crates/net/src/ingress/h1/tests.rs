@@ -34,7 +34,11 @@ fn chunked_bodies_decode_whatever_the_read_boundaries() {
         ("two chunks", b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", b"abcde"),
         ("hex size", b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789"),
         ("extension", b"3;name=value\r\nabc\r\n0\r\n\r\n", b"abc"),
-        ("trailers dropped", b"1\r\nx\r\n0\r\nExpires: never\r\nX-A: b\r\n\r\n", b"x"),
+        (
+            "trailers dropped",
+            b"1\r\nx\r\n0\r\nExpires: never\r\nX-A: b\r\n\r\n",
+            b"x",
+        ),
         ("empty body", b"0\r\n\r\n", b""),
     ];
     for (name, input, expected) in cases {
@@ -73,7 +77,10 @@ fn length_and_close_framing() {
     // then is not reused).
     let mut buf = BytesMut::from(&b"hiEXTRA"[..]);
     let mut framing = Framing::Length(2);
-    assert_eq!(framing.next(&mut buf), Ok(Step::Data(Bytes::from_static(b"hi"))));
+    assert_eq!(
+        framing.next(&mut buf),
+        Ok(Step::Data(Bytes::from_static(b"hi")))
+    );
     assert_eq!(framing.next(&mut buf), Ok(Step::Done));
     assert_eq!(&buf[..], b"EXTRA");
     assert_eq!(
@@ -96,17 +103,83 @@ fn head(text: &str, head_request: bool) -> Parsed {
 fn response_heads_decide_framing_and_reuse() {
     // (case, head, HEAD request, framing, keep-alive)
     let cases = [
-        ("length", "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false, Framing::Length(5), true),
-        ("chunked", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", false, Framing::Chunked(Chunked::Size), true),
-        ("chunked wins over length", "HTTP/1.1 200 OK\r\ncontent-length: 9\r\ntransfer-encoding: chunked\r\n\r\n", false, Framing::Chunked(Chunked::Size), true),
-        ("other coding: to the end", "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false, Framing::Close, false),
-        ("no length: to the end", "HTTP/1.1 200 OK\r\n\r\n", false, Framing::Close, false),
-        ("close", "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n", false, Framing::Length(1), false),
-        ("HTTP/1.0", "HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", false, Framing::Length(1), false),
-        ("HTTP/1.0 keep-alive", "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 1\r\n\r\n", false, Framing::Length(1), true),
-        ("HEAD", "HTTP/1.1 200 OK\r\ncontent-length: 60\r\n\r\n", true, Framing::Length(0), true),
-        ("204", "HTTP/1.1 204 No Content\r\n\r\n", false, Framing::Length(0), true),
-        ("304", "HTTP/1.1 304 Not Modified\r\ncontent-length: 60\r\n\r\n", false, Framing::Length(0), true),
+        (
+            "length",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+            false,
+            Framing::Length(5),
+            true,
+        ),
+        (
+            "chunked",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+            Framing::Chunked(Chunked::Size),
+            true,
+        ),
+        (
+            "chunked wins over length",
+            "HTTP/1.1 200 OK\r\ncontent-length: 9\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+            Framing::Chunked(Chunked::Size),
+            true,
+        ),
+        (
+            "other coding: to the end",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            false,
+            Framing::Close,
+            false,
+        ),
+        (
+            "no length: to the end",
+            "HTTP/1.1 200 OK\r\n\r\n",
+            false,
+            Framing::Close,
+            false,
+        ),
+        (
+            "close",
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
+            false,
+            Framing::Length(1),
+            false,
+        ),
+        (
+            "HTTP/1.0",
+            "HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n",
+            false,
+            Framing::Length(1),
+            false,
+        ),
+        (
+            "HTTP/1.0 keep-alive",
+            "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 1\r\n\r\n",
+            false,
+            Framing::Length(1),
+            true,
+        ),
+        (
+            "HEAD",
+            "HTTP/1.1 200 OK\r\ncontent-length: 60\r\n\r\n",
+            true,
+            Framing::Length(0),
+            true,
+        ),
+        (
+            "204",
+            "HTTP/1.1 204 No Content\r\n\r\n",
+            false,
+            Framing::Length(0),
+            true,
+        ),
+        (
+            "304",
+            "HTTP/1.1 304 Not Modified\r\ncontent-length: 60\r\n\r\n",
+            false,
+            Framing::Length(0),
+            true,
+        ),
     ];
     for (name, text, head_request, framing, keep_alive) in cases {
         let parsed = head(text, head_request);
@@ -147,7 +220,10 @@ fn bad_or_incomplete_response_heads() {
 
 /// An upstream that reads one request head at a time and answers it with `answer`,
 /// closing the connection after `per_connection` answers. Counts connections.
-async fn upstream(answer: &'static [&'static [u8]], per_connection: usize) -> (Authority, Arc<AtomicUsize>) {
+async fn upstream(
+    answer: &'static [&'static [u8]],
+    per_connection: usize,
+) -> (Authority, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let authority = Authority::try_from(listener.local_addr().unwrap().to_string()).unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -205,24 +281,46 @@ async fn answers_in_one_read_or_many_and_connections_are_reused() {
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 
     let (authority, connections) = upstream(
-        &[b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhel", b"lo wo", b"rld"],
+        &[
+            b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhel",
+            b"lo wo",
+            b"rld",
+        ],
         100,
     )
     .await;
     for _ in 0..3 {
-        assert_eq!(get(&authority).await, (StatusCode::OK, "hello world".into()));
+        assert_eq!(
+            get(&authority).await,
+            (StatusCode::OK, "hello world".into())
+        );
     }
-    assert_eq!(connections.load(Ordering::SeqCst), 1, "reused after a streamed body");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "reused after a streamed body"
+    );
 
     let (authority, connections) = upstream(
-        &[b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel", b"lo\r\n6\r\n worl", b"d\r\n0\r\n\r\n"],
+        &[
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+            b"lo\r\n6\r\n worl",
+            b"d\r\n0\r\n\r\n",
+        ],
         100,
     )
     .await;
     for _ in 0..2 {
-        assert_eq!(get(&authority).await, (StatusCode::OK, "hello world".into()));
+        assert_eq!(
+            get(&authority).await,
+            (StatusCode::OK, "hello world".into())
+        );
     }
-    assert_eq!(connections.load(Ordering::SeqCst), 1, "reused after a chunked body");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "reused after a chunked body"
+    );
 }
 
 #[tokio::test]
@@ -230,7 +328,10 @@ async fn a_body_until_close_ends_the_connection() {
     let (authority, connections) =
         upstream(&[b"HTTP/1.1 200 OK\r\n\r\nuntil", b" the end"], 1).await;
     for _ in 0..2 {
-        assert_eq!(get(&authority).await, (StatusCode::OK, "until the end".into()));
+        assert_eq!(
+            get(&authority).await,
+            (StatusCode::OK, "until the end".into())
+        );
     }
     assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
