@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod balance;
 pub mod dns;
 pub mod ingress;
 pub mod metrics;

@@ -198,20 +198,10 @@ impl Workers {
         Ok(loops)
     }
 
-    /// Which worker serves a connection `accepted_by` took: itself, unless it already
-    /// serves clearly more than the least loaded one (the kernel wakes whichever worker
-    /// it likes, so a few long connections could otherwise all land on one thread).
+    /// Which worker serves a connection `accepted_by` took ([`crate::balance`]): bulk
+    /// connections tolerate an eighth of all connections of imbalance before one moves.
     fn place(&self, accepted_by: usize) -> usize {
-        let load = |i: usize| self.load[i].load(Ordering::Relaxed);
-        let total: usize = (0..self.load.len()).map(load).sum();
-        let least = (0..self.load.len())
-            .min_by_key(|&i| load(i))
-            .unwrap_or(accepted_by);
-        if load(accepted_by) >= load(least) + (total / 8).max(1) {
-            least
-        } else {
-            accepted_by
-        }
+        crate::balance::place(&self.load, accepted_by, |total| (total / 8).max(1) - 1)
     }
 
     /// Serves `client` on worker `index`, counting it in the worker's load.

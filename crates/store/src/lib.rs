@@ -377,7 +377,7 @@ impl Store {
     /// resourceVersion in the body must match the stored one.
     pub fn update(&self, object: Value, sub: Subresource) -> Result<Arc<Value>, StoreError> {
         off_the_runtime(|| {
-            let mut writer = self.write_lock();
+            let writer = self.write_lock();
             let inner = self.lock();
             let key = meta::key_of(&object)?;
             let current = inner.existing(&key)?;
@@ -385,16 +385,7 @@ impl Store {
             if precondition.is_some_and(|rv| rv != meta::resource_version(&current).unwrap_or(0)) {
                 return Err(conflict(&key));
             }
-            let change =
-                inner.prepare_update(writer.admission(), &current, object, sub, &HashMap::new())?;
-            drop(inner);
-            match change {
-                None => Ok(current),
-                Some(change) => Ok(self
-                    .commit(&mut writer, vec![change])?
-                    .remove(0)
-                    .unwrap_or(current)),
-            }
+            self.replace(writer, inner, current, object, sub)
         })
     }
 
@@ -406,7 +397,7 @@ impl Store {
         sub: Subresource,
     ) -> Result<Arc<Value>, StoreError> {
         off_the_runtime(|| {
-            let mut writer = self.write_lock();
+            let writer = self.write_lock();
             let inner = self.lock();
             let current = inner.existing(key)?;
             let mut patched = (*current).clone();
@@ -417,22 +408,30 @@ impl Store {
                 return Err(conflict(key));
             }
             meta::set_resource_version(&mut patched, None);
-            let change = inner.prepare_update(
-                writer.admission(),
-                &current,
-                patched,
-                sub,
-                &HashMap::new(),
-            )?;
-            drop(inner);
-            match change {
-                None => Ok(current),
-                Some(change) => Ok(self
-                    .commit(&mut writer, vec![change])?
-                    .remove(0)
-                    .unwrap_or(current)),
-            }
+            self.replace(writer, inner, current, patched, sub)
         })
+    }
+
+    /// Commits `object` as the new state of `current` (its main resource or its status),
+    /// or nothing when that changes nothing; the stored object either way.
+    fn replace(
+        &self,
+        mut writer: MutexGuard<'_, Writer>,
+        inner: RwLockReadGuard<'_, Inner>,
+        current: Arc<Value>,
+        object: Value,
+        sub: Subresource,
+    ) -> Result<Arc<Value>, StoreError> {
+        let change =
+            inner.prepare_update(writer.admission(), &current, object, sub, &HashMap::new())?;
+        drop(inner);
+        match change {
+            None => Ok(current),
+            Some(change) => Ok(self
+                .commit(&mut writer, vec![change])?
+                .remove(0)
+                .unwrap_or(current)),
+        }
     }
 
     /// Applies a set of manifests in one transaction, as `kubectl apply` does per object:

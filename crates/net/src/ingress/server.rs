@@ -283,21 +283,12 @@ impl Balance {
         (Arc::new(balance), receivers)
     }
 
-    /// Which worker serves a connection `accepted_by` took. Tighter than the service
-    /// proxy's rule (which tolerates an eighth of all connections): requests queue per
-    /// worker, so a worker with a few more connections than the other gives every one
-    /// of them a longer wait, and that showed in p99.
+    /// Which worker serves a connection `accepted_by` took ([`crate::balance`]). Tighter
+    /// than the service proxy's rule (an eighth of all connections): requests queue per
+    /// worker, so a worker with a few more connections than the other gives every one of
+    /// them a longer wait, and that showed in p99.
     fn place(&self, accepted_by: usize) -> usize {
-        let load = |i: usize| self.load[i].load(Ordering::Relaxed);
-        let total: usize = (0..self.load.len()).map(load).sum();
-        let least = (0..self.load.len())
-            .min_by_key(|&i| load(i))
-            .unwrap_or(accepted_by);
-        if load(accepted_by) > load(least) + 1 + total / 32 {
-            least
-        } else {
-            accepted_by
-        }
+        crate::balance::place(&self.load, accepted_by, |total| 1 + total / 32)
     }
 }
 
@@ -395,6 +386,42 @@ async fn worker(
     }
     // In-flight requests finish; idle connections close.
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+/// How the way to an upstream failed, answered as ingress-nginx answers.
+enum Gateway {
+    /// No response head within the response header timeout.
+    TimedOut,
+    /// Connecting failed and the request could not go elsewhere.
+    Unreachable,
+    /// The upstream broke the exchange.
+    Failed,
+    /// Connecting failed for every endpoint.
+    NoneReachable,
+}
+
+impl Gateway {
+    fn answer(self) -> Response<Body> {
+        let (status, message) = match self {
+            Gateway::TimedOut => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "504 Gateway Time-out: the upstream did not answer in time",
+            ),
+            Gateway::Unreachable => (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the upstream could not be reached",
+            ),
+            Gateway::Failed => (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the upstream failed",
+            ),
+            Gateway::NoneReachable => (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: no upstream could be reached",
+            ),
+        };
+        text(status, message)
+    }
 }
 
 fn text(status: StatusCode, message: &str) -> Response<Body> {
@@ -838,10 +865,7 @@ async fn proxy(
         .await;
         match sent {
             Err(_) => {
-                return text(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "504 Gateway Time-out: the upstream did not answer in time",
-                );
+                return Gateway::TimedOut.answer();
             }
             Ok(Ok(mut response)) => {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -872,10 +896,7 @@ async fn proxy(
                     unsent = Some(*request);
                     continue;
                 }
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the upstream could not be reached",
-                );
+                return Gateway::Unreachable.answer();
             }
             Ok(Err(UpstreamError::Exchange(error))) => {
                 if is_too_large(&error) {
@@ -885,17 +906,11 @@ async fn proxy(
                     );
                 }
                 tracing::debug!(%error, target = %authority, "upstream request failed");
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the upstream failed",
-                );
+                return Gateway::Failed.answer();
             }
         }
     }
-    text(
-        StatusCode::BAD_GATEWAY,
-        "502 Bad Gateway: no upstream could be reached",
-    )
+    Gateway::NoneReachable.answer()
 }
 
 /// The request head sent upstream on the fast path: the client's request line (with an
@@ -1003,10 +1018,7 @@ async fn proxy_bodiless(
         .await;
         match sent {
             Err(_) => {
-                return text(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "504 Gateway Time-out: the upstream did not answer in time",
-                );
+                return Gateway::TimedOut.answer();
             }
             Ok(Ok(response)) => return response,
             Ok(Err(h1::Failure::Connect(error))) => {
@@ -1014,17 +1026,11 @@ async fn proxy_bodiless(
             }
             Ok(Err(h1::Failure::Exchange(error))) => {
                 tracing::debug!(%error, "upstream request failed");
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the upstream failed",
-                );
+                return Gateway::Failed.answer();
             }
         }
     }
-    text(
-        StatusCode::BAD_GATEWAY,
-        "502 Bad Gateway: no upstream could be reached",
-    )
+    Gateway::NoneReachable.answer()
 }
 
 #[cfg(test)]
