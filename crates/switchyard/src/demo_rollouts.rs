@@ -104,9 +104,19 @@ async fn wait_phase(
 }
 
 async fn wait_version(address: SocketAddr, host: &str, version: &str) -> anyhow::Result<Duration> {
+    wait_version_with(address, host, None, version).await
+}
+
+/// How long until `host` answers `version` to requests carrying `header`.
+async fn wait_version_with(
+    address: SocketAddr,
+    host: &str,
+    header: Option<(&str, &str)>,
+    version: &str,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     loop {
-        if version_at(address, host, None)
+        if version_at(address, host, header)
             .await
             .is_ok_and(|v| v == version)
         {
@@ -341,6 +351,9 @@ pub async fn canary(client: &Client, ingress: SocketAddr) -> anyhow::Result<()> 
 
     promote().await?;
     wait_phase(client, "cn", "Paused", Some(3)).await?;
+    // The Rollout records the step once the header route's Ingress is stored; the
+    // ingress takes it up from there, a few milliseconds later.
+    wait_version_with(ingress, "cn.local", Some(("X-Beta", "yes")), "green").await?;
     let beta = split_with_header(ingress, 50).await?;
     let green = split(ingress, "cn.local", n).await?;
     say(&format!(
