@@ -25,12 +25,15 @@ import time
 
 
 def deployment(name):
+    # Scaled to zero: this benchmark is about the store, the API and watches; with a
+    # replica each of the 10,000 objects would start a pod (a process), and the figures
+    # would measure pod start-up instead (bench/pods.py does that).
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
-            "replicas": 1,
+            "replicas": 0,
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
