@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::pool::IdlePool;
-use super::server::{Body, BoxError, HOP_BY_HOP};
+use super::server::{Body, BoxError, is_hop_by_hop};
 
 /// Longest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;
@@ -241,11 +241,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
         let mut kept = [((0, 0), (0, 0)); MAX_HEADERS];
         let mut count = 0;
         for h in response.headers.iter() {
-            let hop_by_hop = HOP_BY_HOP.iter().any(|n| h.name.eq_ignore_ascii_case(n))
-                || h.name.eq_ignore_ascii_case("upgrade")
-                || named
-                    .iter()
-                    .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()));
+            let hop_by_hop = is_hop_by_hop(h.name, &named);
             // Content-Length stays only where it frames the body the client gets.
             let stale_length = h.name.eq_ignore_ascii_case("content-length")
                 && has_transfer_encoding

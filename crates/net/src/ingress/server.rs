@@ -155,6 +155,17 @@ pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "transfer-encoding",
 ];
 
+/// Whether a header of a message whose Connection header names `named` is not forwarded
+/// on the fast path: hop-by-hop, named by Connection, or Upgrade (kept only by upgrades,
+/// which take hyper's path). Names compare case-insensitively.
+pub(crate) fn is_hop_by_hop(name: &str, named: &[&[u8]]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || name.eq_ignore_ascii_case("upgrade")
+        || named
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+}
+
 impl Ingress {
     /// An ingress with an empty table.
     pub fn new(metrics: Arc<Metrics>, limits: Limits) -> Arc<Ingress> {
@@ -935,12 +946,11 @@ fn forwarded_head(
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
     // Headers named by Connection are hop-by-hop too.
-    let named: Vec<&str> = headers
+    let named: Vec<&[u8]> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
         .collect();
     let mut previous_for = None;
     for (name, value) in headers {
@@ -950,10 +960,7 @@ fn forwarded_head(
         }
         let replaced = name == X_REAL_IP || name == X_FORWARDED_PROTO || name == X_FORWARDED_HOST;
         let name = name.as_str();
-        let hop_by_hop = HOP_BY_HOP.contains(&name)
-            || name == header::UPGRADE
-            || named.iter().any(|n| n.eq_ignore_ascii_case(name));
-        if replaced || hop_by_hop {
+        if replaced || is_hop_by_hop(name, &named) {
             continue;
         }
         head.extend_from_slice(name.as_bytes());
