@@ -34,6 +34,8 @@ pub mod files {
     pub const PODS: &str = "pods";
     /// The default config file.
     pub const CONFIG: &str = "config.yaml";
+    /// A kubeconfig for this server (mode 0600: it holds the token).
+    pub const KUBECONFIG: &str = "kubeconfig";
 }
 
 /// The server's config file (`--config`, default `DATA_DIR/config.yaml`, optional).
@@ -66,6 +68,26 @@ pub struct ServerRecord {
     /// The ingress address, if the ingress is served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<SocketAddr>,
+    /// True when the API speaks plain HTTP (`--plain-http`); otherwise TLS with the
+    /// data dir's CA.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain_http: bool,
+}
+
+impl ServerRecord {
+    /// The API's base URL, for clients: `https://127.0.0.1:7443`. A wildcard listen
+    /// address is reached through loopback.
+    pub fn url(&self) -> String {
+        let scheme = if self.plain_http { "http" } else { "https" };
+        let mut address = self.address;
+        if address.ip().is_unspecified() {
+            address.set_ip(match address {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("{scheme}://{address}")
+    }
 }
 
 /// Configuration of `switchyard server`.
@@ -83,6 +105,8 @@ pub struct ServerConfig {
     pub node_address: std::net::Ipv4Addr,
     /// Where the ingress serves HTTP (None: no ingress).
     pub ingress_listen: Option<SocketAddr>,
+    /// Serve the API over plain HTTP instead of TLS (kubectl then sends no token).
+    pub plain_http: bool,
 }
 
 /// The default ingress address: loopback, a port above 1023 so that no root is needed.
@@ -98,6 +122,7 @@ impl ServerConfig {
             dns_listen: Some(switchyard_net::dns::DEFAULT_DNS_LISTEN),
             node_address: std::net::Ipv4Addr::LOCALHOST,
             ingress_listen: Some(DEFAULT_INGRESS_LISTEN.parse().expect("static address")),
+            plain_http: false,
         }
     }
 }
@@ -160,6 +185,9 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The API server's certificates could not be made or loaded.
+    #[error("{0}; remove {dir}/pki to generate new ones", dir = .1)]
+    Pki(crate::pki::PkiError, String),
     /// The API address could not be bound.
     #[error("cannot listen on {address}: {source}; choose another with --listen")]
     Bind {
@@ -227,6 +255,10 @@ pub fn load_config(data_dir: &Path, explicit: Option<&Path>) -> Result<FileConfi
 pub struct RunningServer {
     /// The bound API address.
     pub address: SocketAddr,
+    /// The API's base URL (`https://127.0.0.1:7443`).
+    pub url: String,
+    /// The kubeconfig written for this server.
+    pub kubeconfig: PathBuf,
     /// The bound cluster DNS address, if DNS is served.
     pub dns_address: Option<SocketAddr>,
     /// The bound ingress address, if the ingress is served.
@@ -310,16 +342,31 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         None => None,
     };
     let ingress_address = ingress_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let tls = if config.plain_http {
+        None
+    } else {
+        Some(
+            crate::pki::ensure(dir, address)
+                .map_err(|e| ServerError::Pki(e, dir.display().to_string()))?,
+        )
+    };
+    let record = ServerRecord {
+        address,
+        pid: std::process::id(),
+        dns: dns.as_ref().map(|d| d.local_addr()),
+        ingress: ingress_address,
+        plain_http: config.plain_http,
+    };
+    let kubeconfig = crate::kubeconfig::render(
+        &record.url(),
+        tls.as_ref().map_or("", |t| t.ca_pem.as_str()),
+        &token,
+    );
+    let kubeconfig_path = dir.join(files::KUBECONFIG);
+    crate::pki::write_private(&kubeconfig_path, &crate::kubeconfig::to_yaml(&kubeconfig))
+        .map_err(|e| ServerError::Pki(e, dir.display().to_string()))?;
     let record_path = dir.join(files::SERVER);
-    write_record(
-        &record_path,
-        &ServerRecord {
-            address,
-            pid: std::process::id(),
-            dns: dns.as_ref().map(|d| d.local_addr()),
-            ingress: ingress_address,
-        },
-    )?;
+    write_record(&record_path, &record)?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let recorder = Recorder::new(store.clone(), "switchyard");
@@ -418,13 +465,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         ))
     });
     let mut api_shutdown = shutdown_rx.clone();
+    let acceptor = tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.server_config));
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        crate::listener::serve(listener, acceptor, app, async move {
             let _ = api_shutdown.wait_for(|stop| *stop).await;
-        });
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "API server failed");
-        }
+        })
+        .await;
         for task in tasks {
             let _ = task.await;
         }
@@ -444,6 +490,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     tracing::info!(%address, data_dir = %dir.display(), "switchyard server ready");
     Ok(RunningServer {
         address,
+        url: record.url(),
+        kubeconfig: kubeconfig_path,
         dns_address,
         ingress_address,
         shutdown,

@@ -1,5 +1,5 @@
 //! The API client of the CLI: finds the server through the data dir, and speaks HTTP/1.1
-//! with the bearer token.
+//! over TLS (trusting the data dir's CA) with the bearer token.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -47,7 +48,7 @@ impl std::error::Error for ApiFailure {}
 pub struct Client {
     base: String,
     token: String,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     data_dir: PathBuf,
 }
 
@@ -81,10 +82,16 @@ impl Client {
             })?
             .trim()
             .to_string();
+        let tls = tls_config(data_dir, record.plain_http)?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         Ok(Client {
-            base: format!("http://{}", record.address),
+            base: record.url(),
             token,
-            http: HttpClient::builder(TokioExecutor::new()).build_http(),
+            http: HttpClient::builder(TokioExecutor::new()).build(connector),
             data_dir: data_dir.to_path_buf(),
         })
     }
@@ -239,4 +246,32 @@ impl Client {
         .await?;
         outcome
     }
+}
+
+/// TLS trusting only the data dir's CA (the server's certificate names 127.0.0.1, ::1
+/// and localhost). A plain-HTTP server needs no CA, so none is read.
+fn tls_config(data_dir: &Path, plain_http: bool) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if !plain_http {
+        let path = data_dir
+            .join(switchyard_local::pki::files::DIR)
+            .join(switchyard_local::pki::files::CA_CERT);
+        let ca = CertificateDer::from_pem_file(&path).with_context(|| {
+            format!(
+                "cannot read the server's CA {}: run the CLI as the user who started the server",
+                path.display()
+            )
+        })?;
+        roots
+            .add(ca)
+            .context("the server's CA is not a usable certificate")?;
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(switchyard_local::pki::crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }

@@ -1,7 +1,7 @@
 //! The kubectl-like verbs: apply, get, describe, delete; and `server`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
@@ -764,13 +764,19 @@ pub async fn delete(
 pub async fn server(config: switchyard_local::ServerConfig) -> anyhow::Result<ExitCode> {
     let data_dir = config.data_dir.clone();
     let running = switchyard_local::start(config).await?;
-    let dns = running
-        .dns_address
-        .map_or_else(|| "off".to_string(), |a| a.to_string());
+    let off = |address: Option<std::net::SocketAddr>| {
+        address.map_or_else(|| "off".to_string(), |a| a.to_string())
+    };
+    let ingress = running
+        .ingress_address
+        .map_or_else(|| "off".to_string(), |a| format!("http://{a}"));
     eprintln!(
-        "switchyard server: API {}, cluster DNS {dns}, data dir {}; stop with Ctrl-C",
-        running.address,
-        data_dir.display()
+        "switchyard server: API {}, ingress {ingress}, cluster DNS {}, data dir {}\n\
+         kubectl: export KUBECONFIG={}; stop with Ctrl-C",
+        running.url,
+        off(running.dns_address),
+        data_dir.display(),
+        running.kubeconfig.display(),
     );
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -781,6 +787,50 @@ pub async fn server(config: switchyard_local::ServerConfig) -> anyhow::Result<Ex
     eprintln!("shutting down");
     running.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kubeconfig`: prints the running server's kubeconfig, its path, or merges it.
+pub fn kubeconfig(data_dir: &Path, merge: bool, path_only: bool) -> anyhow::Result<ExitCode> {
+    use switchyard_local::kubeconfig;
+    let path = data_dir.join(switchyard_local::server::files::KUBECONFIG);
+    // The file outlives the server; its address is only right while the server runs.
+    crate::client::Client::connect(data_dir)?;
+    let ours = kubeconfig::read(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .with_context(|| format!("{} is missing: restart the server", path.display()))?;
+    if path_only {
+        write_out(&format!("{}\n", path.display()))?;
+    } else if merge {
+        let target = user_kubeconfig()?;
+        let existing =
+            kubeconfig::read(&target).with_context(|| format!("reading {}", target.display()))?;
+        let merged = kubeconfig::merge(existing, &ours);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        switchyard_local::pki::write_private(&target, &kubeconfig::to_yaml(&merged))?;
+        eprintln!(
+            "merged context {:?} into {} and made it current",
+            kubeconfig::CONTEXT,
+            target.display()
+        );
+    } else {
+        write_out(&kubeconfig::to_yaml(&ours))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// kubectl's kubeconfig: the first file of $KUBECONFIG, else ~/.kube/config.
+fn user_kubeconfig() -> anyhow::Result<PathBuf> {
+    if let Some(first) = std::env::var_os("KUBECONFIG")
+        .as_deref()
+        .and_then(|v| std::env::split_paths(v).find(|p| !p.as_os_str().is_empty()))
+    {
+        return Ok(first);
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; set KUBECONFIG")?;
+    Ok(PathBuf::from(home).join(".kube/config"))
 }
 
 fn with_query(path: &str, query: &[String]) -> String {

@@ -121,7 +121,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     .await?;
     say(&format!(
         "API on {} (pods get their own addresses in 127.16.0.0/12)",
-        server.address
+        server.url
     ));
     let client = Client::connect(dir.path())?;
     let dns = server.dns_address.context("the demo server serves DNS")?;

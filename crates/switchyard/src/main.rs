@@ -87,6 +87,23 @@ enum Command {
         /// Do not serve the ingress.
         #[arg(long)]
         no_ingress: bool,
+        /// Serve the API over plain HTTP instead of TLS. Clients such as kubectl send
+        /// no credentials over plain HTTP, so only this CLI can use it.
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Print the kubeconfig of the running server (kubectl, Helm, k9s and kube-rs use it).
+    ///
+    /// `export KUBECONFIG=$(switchyard kubeconfig --path)` points kubectl at the engine for
+    /// one shell; `--merge` adds a `switchyard` context to ~/.kube/config (or the first
+    /// file in $KUBECONFIG) and makes it current.
+    Kubeconfig {
+        /// Merge into ~/.kube/config (or the first file in $KUBECONFIG) instead of printing.
+        #[arg(long, conflicts_with = "path")]
+        merge: bool,
+        /// Print the kubeconfig file's path instead of its content.
+        #[arg(long)]
+        path: bool,
     },
     /// The built-in demo app that `switchyard/demo:TAG` pods run.
     #[command(hide = true)]
@@ -263,16 +280,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             node_address,
             ingress_listen,
             no_ingress,
+            plain_http,
         } => {
             let config = switchyard_local::ServerConfig {
                 config_file: config,
                 dns_listen: (!no_dns).then_some(dns_listen),
                 node_address,
                 ingress_listen: (!no_ingress).then_some(ingress_listen),
+                plain_http,
                 ..switchyard_local::ServerConfig::new(data_dir.clone(), listen)
             };
             runtime()?.block_on(commands::server(config))
         }
+        Command::Kubeconfig { merge, path } => commands::kubeconfig(&data_dir, merge, path),
         Command::Demo => runtime()?.block_on(demo::run()),
         Command::DemoApp { version } => {
             let config = switchyard_demoapp::Config::from_env(version.as_deref())

@@ -165,7 +165,7 @@ fn web_metrics_read_a_json_path_and_show_in_get_describe_events_and_metrics() {
     ] {
         assert!(describe.contains(want), "{want:?} missing in\n{describe}");
     }
-    let (_, metrics) = http(&server.address, "GET", "/metrics", None, None);
+    let (_, metrics) = server.request("GET", "/metrics", None, None);
     for want in [
         r#"switchyard_analysis_run_phase{namespace="default",name="fails",phase="Failed"} 1"#,
         r#"switchyard_analysis_metric_value{namespace="default",run="fails",metric="ok"} 0.42"#,
@@ -297,14 +297,20 @@ impl Drop for Prometheus {
     }
 }
 
-fn prometheus(target: &str) -> Prometheus {
+/// A Prometheus scraping the engine's `/metrics` over TLS, trusting its CA.
+fn prometheus(server: &Server) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
+    let target = &server.address;
+    let ca = server.data_dir().join("pki/ca.crt");
     let config = write_file(
         dir.path(),
         "prometheus.yml",
         &format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-             scrape_configs:\n  - job_name: switchyard\n    static_configs: [{{targets: ['{target}']}}]\n"
+             scrape_configs:\n  - job_name: switchyard\n    scheme: https\n    \
+             tls_config: {{ca_file: '{}', server_name: localhost}}\n    \
+             static_configs: [{{targets: ['{target}']}}]\n",
+            ca.display()
         ),
     );
     let port = TcpListener::bind("127.0.0.1:0")
@@ -346,7 +352,7 @@ fn prometheus_query(address: &str, query: &str) -> Value {
 #[test]
 fn the_prometheus_provider_queries_a_real_prometheus_scraping_the_engine() {
     let server = Server::start();
-    let prom = prometheus(&server.address);
+    let prom = prometheus(&server);
     // Something for the ingress to count: a demo app behind a Service and an Ingress.
     let out = server.cli_with_stdin(
         &["apply", "-f", "-"],

@@ -605,7 +605,7 @@ fn proxy_hygiene_headers_limits_websockets_and_external_names() {
     assert_eq!(&buf, b"hello through the ingress");
 
     // Metrics, without the token.
-    let (code, text) = http(&server.address, "GET", "/metrics", None, None);
+    let (code, text) = server.request("GET", "/metrics", None, None);
     assert_eq!(code, 200);
     assert!(text.contains("switchyard_ingress_requests_total{ingress=\"default/echo\",service=\"default/echo\",backend=\"stable\",version=\"\",class=\"2xx\"}"), "{text}");
 }

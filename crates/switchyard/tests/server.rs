@@ -181,19 +181,13 @@ fn invalid_objects_get_422_with_field_causes() {
 #[test]
 fn requests_without_the_token_get_401() {
     let server = Server::start();
-    let (code, body) = http(&server.address, "GET", DEPLOYMENTS, None, None);
+    let (code, body) = server.request("GET", DEPLOYMENTS, None, None);
     assert_eq!(code, 401);
     let status: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["reason"], "Unauthorized");
-    let (code, _) = http(
-        &server.address,
-        "GET",
-        DEPLOYMENTS,
-        None,
-        Some("not-the-token"),
-    );
+    let (code, _) = server.request("GET", DEPLOYMENTS, None, Some("not-the-token"));
     assert_eq!(code, 401);
-    let (code, _) = http(&server.address, "GET", "/healthz", None, None);
+    let (code, _) = server.request("GET", "/healthz", None, None);
     assert_eq!(code, 200);
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(server.data_dir().join("token"))
@@ -628,8 +622,7 @@ fn a_watch_from_a_too_old_resource_version_is_410_gone() {
         );
         assert_eq!(code, 200);
     }
-    let (code, body) = http(
-        &server.address,
+    let (code, body) = server.request(
         "GET",
         &format!("{CONFIGMAPS}?watch=true&resourceVersion=1"),
         None,

