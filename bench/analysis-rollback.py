@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import queue
+import ssl
 import statistics
 import sys
 import threading
@@ -72,12 +73,13 @@ class Probe(threading.Thread):
             self.seen.append((sent, canary))
 
 
-def watch_failed_runs(api, token, found):
+def watch_failed_runs(api, token, ca, found):
     """Watches AnalysisRuns; puts (run, time) when a run's first Failed measurement
     appears. Runs in its own process, so that the probes' threads cannot delay it (the
     monotonic clock is the same in every process)."""
     host, port = api.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=600)
+    tls = ssl.create_default_context(cafile=ca)
+    conn = http.client.HTTPSConnection(host, int(port), timeout=600, context=tls)
     conn.request("GET", f"{RUNS}?watch=true", headers={"Authorization": f"Bearer {token}"})
     response = conn.getresponse()
     reported = set()
@@ -119,7 +121,7 @@ def main():
                       common.service("ab-canary", "ab"), common.ingress("ab", HOST, "ab-stable")])
         server.wait_phase("ab", "Healthy")
         found = multiprocessing.Queue()
-        watcher = multiprocessing.Process(target=watch_failed_runs, args=(server.api, server.token, found),
+        watcher = multiprocessing.Process(target=watch_failed_runs, args=(server.api, server.token, server.ca, found),
                                           daemon=True)
         watcher.start()
         probes = [Probe(server.ingress, stop) for _ in range(4)]

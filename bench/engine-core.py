@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -67,9 +68,11 @@ class Server:
                 time.sleep(0.0005)
         host, port = self.address.rsplit(":", 1)
         self.host, self.port = host, int(port)
+        # The API serves TLS with the data dir's own CA (written before server.json).
+        self.tls = ssl.create_default_context(cafile=os.path.join(data_dir, "pki", "ca.crt"))
         while True:
             try:
-                c = http.client.HTTPConnection(self.host, self.port, timeout=5)
+                c = http.client.HTTPSConnection(self.host, self.port, timeout=5, context=self.tls)
                 c.request("GET", "/healthz")
                 if c.getresponse().status == 200:
                     break
@@ -81,7 +84,7 @@ class Server:
         self.ready_after = time.perf_counter() - self.started
         with open(os.path.join(data_dir, "token")) as f:
             self.token = f.read().strip()
-        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        self.conn = http.client.HTTPSConnection(self.host, self.port, timeout=30, context=self.tls)
 
     def call(self, method, path, body=None, content_type="application/json"):
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": content_type}
@@ -145,7 +148,7 @@ def main():
         # 3. watch latency: PATCH, then read the event on an open watch.
         listing = s.call("GET", "/apis/apps/v1/namespaces/default/deployments?fieldSelector=metadata.name%3Dset-0")
         rv = listing["metadata"]["resourceVersion"]
-        watch = http.client.HTTPConnection(s.host, s.port, timeout=30)
+        watch = http.client.HTTPSConnection(s.host, s.port, timeout=30, context=s.tls)
         watch.request(
             "GET",
             f"/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={rv}"

@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -81,7 +82,8 @@ def main():
             host, port = json.load(f)["address"].rsplit(":", 1)
         with open(os.path.join(data, "token")) as f:
             token = f.read().strip()
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        tls = ssl.create_default_context(cafile=os.path.join(data, "pki", "ca.crt"))
+        conn = http.client.HTTPSConnection(host, int(port), timeout=30, context=tls)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
         def call(method, path, body=None):

@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -54,10 +55,13 @@ class Server:
         self.ingress = record["ingress"]
         with open(os.path.join(self.dir, "token")) as f:
             self.token = f.read().strip()
+        # The API serves TLS with the data dir's own CA.
+        self.ca = os.path.join(self.dir, "pki", "ca.crt")
+        self.tls = ssl.create_default_context(cafile=self.ca)
 
     def call(self, method, path, body=None, content_type="application/json"):
         host, port = self.api.rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn = http.client.HTTPSConnection(host, int(port), timeout=30, context=self.tls)
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": content_type}
         conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
         response = conn.getresponse()
