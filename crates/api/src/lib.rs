@@ -11,6 +11,7 @@ pub mod crd;
 pub mod duration;
 pub mod kinds;
 pub mod manifest;
+pub mod patch;
 pub mod query;
 pub mod rollout;
 pub mod validation;
