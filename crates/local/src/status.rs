@@ -34,6 +34,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
+    /// 400 BadRequest for invalid query options, as kube-apiserver reports them
+    /// (`CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: ...`).
+    pub fn invalid_options(field: &str, detail: String) -> Self {
+        let message = format!("{field}: {detail}");
+        let mut error = Self::bad_request(message.clone());
+        error.details = Some(
+            json!({"causes": [{"reason": "FieldValueInvalid", "message": message, "field": field}]}),
+        );
+        error
+    }
+
     /// 404 NotFound.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)

@@ -147,6 +147,8 @@ pub struct DeleteOptions {
     pub resource_version: Option<u64>,
     /// Delete only if the stored uid is this one.
     pub uid: Option<String>,
+    /// Check everything and answer as the delete would, but write nothing (`dryRun=All`).
+    pub dry_run: bool,
 }
 
 /// A read view of the store during a write: stored objects, overlaid with the objects
@@ -373,6 +375,33 @@ impl Store {
         })
     }
 
+    /// What [`Store::create`] would store (admission included), without writing anything
+    /// (`dryRun=All`): no uid is reserved, no address allocated for good.
+    pub fn create_dry_run(&self, object: Value) -> Result<Arc<Value>, StoreError> {
+        let writer = self.write_lock();
+        let change = self.lock().prepare_create(writer.admission(), object)?;
+        Ok(Arc::new(change.object.expect("a create stores an object")))
+    }
+
+    /// What [`Store::update`] would store, without writing anything (`dryRun=All`).
+    pub fn update_dry_run(
+        &self,
+        object: Value,
+        sub: Subresource,
+    ) -> Result<Arc<Value>, StoreError> {
+        let writer = self.write_lock();
+        let inner = self.lock();
+        let key = meta::key_of(&object)?;
+        let current = inner.existing(&key)?;
+        let precondition = meta::resource_version(&object);
+        if precondition.is_some_and(|rv| rv != meta::resource_version(&current).unwrap_or(0)) {
+            return Err(conflict(&key));
+        }
+        let change =
+            inner.prepare_update(writer.admission(), &current, object, sub, &HashMap::new())?;
+        Ok(change.and_then(|c| c.object).map_or(current, Arc::new))
+    }
+
     /// Replaces an object's spec and metadata (`Main`) or its status (`Status`). A
     /// resourceVersion in the body must match the stored one.
     pub fn update(&self, object: Value, sub: Subresource) -> Result<Arc<Value>, StoreError> {
@@ -570,6 +599,9 @@ impl Store {
                     object: None,
                 }
             };
+            if options.dry_run {
+                return Ok(change.object.map_or(current, Arc::new));
+            }
             let result = self.commit(&mut writer, vec![change])?.remove(0);
             Ok(result.unwrap_or(current))
         })

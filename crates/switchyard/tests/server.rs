@@ -158,7 +158,8 @@ fn invalid_objects_get_422_with_field_causes() {
 
     let mut unknown = deployment("web", 1);
     unknown["spec"]["replica"] = json!(1);
-    let (code, status) = server.api("POST", DEPLOYMENTS, Some(&unknown));
+    let strict = format!("{DEPLOYMENTS}?fieldValidation=Strict");
+    let (code, status) = server.api("POST", &strict, Some(&unknown));
     assert_eq!(code, 400);
     assert_eq!(
         status["message"],

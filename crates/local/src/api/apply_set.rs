@@ -13,7 +13,7 @@ use switchyard_api::manifest::{Manifest, Origin};
 use switchyard_api::validation;
 use switchyard_api::yaml::LineIndex;
 
-use super::write::admit;
+use super::write::{FieldValidation, admit};
 use super::{ApiResult, ApiState, Target, blocking, parse_json};
 use crate::status::{ApiError, cause_reason};
 
@@ -63,8 +63,9 @@ pub(super) async fn apply(
             name: None,
             subresource: None,
         };
-        match admit(&target, item, true) {
-            Ok(pair) => admitted.push((i, pair)),
+        // The set is the CLI's own endpoint: unknown fields are always refused.
+        match admit(&target, item, true, FieldValidation::Strict) {
+            Ok(object) => admitted.push((i, (object.resource, object.value))),
             Err(error) => {
                 let object = format!("{}/{name}", info.kind);
                 match error.details.as_ref().and_then(|d| d["causes"].as_array()) {

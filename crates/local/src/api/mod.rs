@@ -330,9 +330,9 @@ async fn dispatch(
                 .ok_or_else(|| not_found(&target))?;
             Ok(Json(&*object).into_response())
         }
-        (Method::POST, false) => write::create(state, &target, &body).await,
-        (Method::PUT, true) => write::update(state, &target, &body).await,
-        (Method::PATCH, true) => write::patch(state, &target, headers, &body).await,
+        (Method::POST, false) => write::create(state, &target, query, &body).await,
+        (Method::PUT, true) => write::update(state, &target, query, &body).await,
+        (Method::PATCH, true) => write::patch(state, &target, query, headers, &body).await,
         (Method::DELETE, true) => write::delete(state, &target, query, &body).await,
         (Method::DELETE, false) => write::delete_collection(state, &target, query).await,
         _ => Err(ApiError::new(

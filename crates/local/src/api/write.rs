@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use switchyard_api::Resource;
 use switchyard_api::kinds;
-use switchyard_api::manifest::decode_strict;
+use switchyard_api::manifest::{Problem, decode_strict};
 use switchyard_api::validation;
 use switchyard_store::{DeleteOptions, ObjectKey, Propagation, Subresource};
 
@@ -18,13 +18,96 @@ use super::read::{key_of, list_body, selected};
 use super::{ApiResult, ApiState, Target, blocking, not_found, parse_json};
 use crate::status::{ApiError, cause_reason};
 
+/// How the server treats unknown and duplicate fields (`fieldValidation`): kube-apiserver's
+/// three modes, with its default, Warn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them, with a `Warning` header for each.
+    Warn,
+    /// Refuse the request (400).
+    Strict,
+}
+
+/// The query options every write shares (kube's CreateOptions, UpdateOptions,
+/// PatchOptions).
+#[derive(Debug, Clone)]
+pub(super) struct WriteOptions {
+    /// `dryRun=All`: admit and answer, write nothing.
+    pub dry_run: bool,
+    /// `fieldValidation`.
+    pub field_validation: FieldValidation,
+    /// `force` (server-side apply only).
+    pub force: bool,
+}
+
+impl WriteOptions {
+    /// Parses and checks the options as kube-apiserver's `ValidateCreateOptions` & co do.
+    pub fn parse(query: &HashMap<String, String>) -> ApiResult<WriteOptions> {
+        let dry_run = match query.get("dryRun").map(String::as_str) {
+            None | Some("") => false,
+            Some("All") => true,
+            Some(other) => {
+                return Err(ApiError::invalid_options(
+                    "dryRun",
+                    format!("Unsupported value: \"{other}\": supported values: \"All\""),
+                ));
+            }
+        };
+        let field_validation = match query.get("fieldValidation").map(String::as_str) {
+            None | Some("") | Some("Warn") => FieldValidation::Warn,
+            Some("Ignore") => FieldValidation::Ignore,
+            Some("Strict") => FieldValidation::Strict,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid fieldValidation directive: {other}, must be one of Ignore, Warn, Strict"
+                )));
+            }
+        };
+        if let Some(manager) = query.get("fieldManager")
+            && (manager.len() > 128 || manager.chars().any(|c| c.is_control()))
+        {
+            return Err(ApiError::invalid_options(
+                "fieldManager",
+                format!("Invalid value: \"{manager}\": must be at most 128 printable characters"),
+            ));
+        }
+        let force = match query.get("force").map(String::as_str) {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid boolean value for force: {other:?}"
+                )));
+            }
+        };
+        Ok(WriteOptions {
+            dry_run,
+            field_validation,
+            force,
+        })
+    }
+}
+
+/// An admitted object: typed, as JSON, and the warnings to send with the answer.
+pub(super) struct Admitted {
+    /// The typed object.
+    pub resource: Resource,
+    /// Its JSON form, as it will be stored.
+    pub value: Value,
+    /// `Warning` headers (dropped unknown fields under `fieldValidation=Warn`).
+    pub warnings: Vec<String>,
+}
+
 /// Normalizes and checks a request object against its target: apiVersion (Argo's maps to
-/// ours), kind, namespace and name; then decodes it strictly and validates it.
+/// ours), kind, namespace and name; decodes it under `field_validation`, and validates it.
 pub(super) fn admit(
     target: &Target,
     mut object: Value,
     validate: bool,
-) -> ApiResult<(Resource, Value)> {
+    field_validation: FieldValidation,
+) -> ApiResult<Admitted> {
     let info = target.info;
     let Some(map) = object.as_object_mut() else {
         return Err(ApiError::bad_request(
@@ -72,10 +155,7 @@ pub(super) fn admit(
             Some(_) => {}
         }
     }
-    let resource = decode_strict(info, object).map_err(|problems| {
-        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        ApiError::bad_request(format!("strict decoding error: {}", list.join(", ")))
-    })?;
+    let (resource, warnings) = decode(info, object, field_validation)?;
     if validate {
         let errors = validation::validate(&resource);
         if !errors.is_empty() {
@@ -92,76 +172,234 @@ pub(super) fn admit(
         }
     }
     let value = resource.to_value();
-    Ok((resource, value))
+    Ok(Admitted {
+        resource,
+        value,
+        warnings,
+    })
 }
 
-pub(super) async fn create(state: &ApiState, target: &Target, body: &[u8]) -> ApiResult {
-    let (_, value) = admit(target, parse_json(body)?, true)?;
-    let created = blocking(state, move |store| store.create(value)).await??;
-    Ok((StatusCode::CREATED, Json(&*created)).into_response())
+/// Decodes strictly; unknown fields are an error under Strict, dropped (with a warning
+/// under Warn) otherwise. Wrong types are errors in every mode, as in kube-apiserver.
+fn decode(
+    info: &'static kinds::KindInfo,
+    object: Value,
+    field_validation: FieldValidation,
+) -> ApiResult<(Resource, Vec<String>)> {
+    match decode_strict(info, object.clone()) {
+        Ok(resource) => Ok((resource, Vec::new())),
+        Err(problems) => {
+            let (unknown, typed): (Vec<_>, Vec<_>) = problems
+                .into_iter()
+                .partition(|p| matches!(p, Problem::Unknown(_)));
+            let list = |problems: &[Problem]| -> Vec<String> {
+                problems.iter().map(ToString::to_string).collect()
+            };
+            if !typed.is_empty() || field_validation == FieldValidation::Strict {
+                let mut all = list(&typed);
+                all.extend(list(&unknown));
+                let prefix = if typed.is_empty() {
+                    "strict decoding error: "
+                } else {
+                    ""
+                };
+                return Err(ApiError::bad_request(format!("{prefix}{}", all.join(", "))));
+            }
+            let resource = Resource::from_value(info, object)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let warnings = match field_validation {
+                FieldValidation::Warn => list(&unknown),
+                _ => Vec::new(),
+            };
+            Ok((resource, warnings))
+        }
+    }
 }
 
-pub(super) async fn update(state: &ApiState, target: &Target, body: &[u8]) -> ApiResult {
+/// The answer to a write: the object, with a `Warning` header per warning
+/// (`299 - "text"`, as kube-apiserver sends them).
+pub(super) fn respond(code: StatusCode, object: &Value, warnings: &[String]) -> Response {
+    let mut response = (code, Json(object)).into_response();
+    for warning in warnings {
+        let text = format!(
+            "299 - \"{}\"",
+            warning.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
+pub(super) async fn create(
+    state: &ApiState,
+    target: &Target,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> ApiResult {
+    let options = WriteOptions::parse(query)?;
+    let admitted = admit(target, parse_json(body)?, true, options.field_validation)?;
+    let value = admitted.value;
+    let created = if options.dry_run {
+        blocking(state, move |store| store.create_dry_run(value)).await??
+    } else {
+        blocking(state, move |store| store.create(value)).await??
+    };
+    Ok(respond(StatusCode::CREATED, &created, &admitted.warnings))
+}
+
+pub(super) async fn update(
+    state: &ApiState,
+    target: &Target,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> ApiResult {
+    let options = WriteOptions::parse(query)?;
     let sub = target.status_sub()?;
     let object = parse_json(body)?;
     let precondition = object["metadata"]["resourceVersion"].clone();
-    let (_, mut value) = admit(target, object, sub == Subresource::Main)?;
+    let admitted = admit(
+        target,
+        object,
+        sub == Subresource::Main,
+        options.field_validation,
+    )?;
+    let mut value = admitted.value;
     value["metadata"]["resourceVersion"] = precondition;
-    let updated = blocking(state, move |store| store.update(value, sub)).await??;
-    Ok(Json(&*updated).into_response())
+    let updated = store_update(state, value, sub, options.dry_run).await?;
+    Ok(respond(StatusCode::OK, &updated, &admitted.warnings))
+}
+
+async fn store_update(
+    state: &ApiState,
+    value: Value,
+    sub: Subresource,
+    dry_run: bool,
+) -> ApiResult<std::sync::Arc<Value>> {
+    Ok(if dry_run {
+        blocking(state, move |store| store.update_dry_run(value, sub)).await??
+    } else {
+        blocking(state, move |store| store.update(value, sub)).await??
+    })
+}
+
+/// The patch formats kube-apiserver takes, by media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PatchType {
+    /// `application/json-patch+json` (RFC 6902).
+    Json,
+    /// `application/merge-patch+json` (RFC 7386).
+    Merge,
+    /// `application/strategic-merge-patch+json` (built-in kinds only).
+    Strategic,
+}
+
+impl PatchType {
+    /// The patch type of a request, or kube-apiserver's 415.
+    pub fn of(headers: &HeaderMap, target: &Target) -> ApiResult<PatchType> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let custom = target.info.group == kinds::SWITCHYARD_GROUP;
+        let patch_type = match content_type.split(';').next().unwrap_or("").trim() {
+            "application/json-patch+json" => Some(PatchType::Json),
+            "application/merge-patch+json" => Some(PatchType::Merge),
+            // Custom resources have no strategic merge patch (no patch metadata).
+            "application/strategic-merge-patch+json" if !custom => Some(PatchType::Strategic),
+            _ => None,
+        };
+        patch_type.ok_or_else(|| {
+            let mut accepted = vec![
+                "application/json-patch+json",
+                "application/merge-patch+json",
+            ];
+            if !custom {
+                accepted.push("application/strategic-merge-patch+json");
+            }
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: {}",
+                    accepted.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Applies a patch of this type to `current`: 400 for a malformed patch, 422 for one
+    /// that cannot apply (kube-apiserver's `patch.go`).
+    pub fn apply(self, current: &Value, patch: &[u8]) -> ApiResult<Value> {
+        let patch: Value = serde_json::from_slice(patch)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        match self {
+            PatchType::Json => switchyard_api::patch::json::apply(current, &patch).map_err(|e| {
+                if e.is_malformed() {
+                    ApiError::bad_request(e.to_string())
+                } else {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string())
+                }
+            }),
+            // Strategic merge patch is taken as a JSON merge patch for now: lists are
+            // replaced whole (ARCHITECTURE.md lists the difference).
+            PatchType::Merge | PatchType::Strategic => {
+                if !patch.is_object() {
+                    return Err(ApiError::bad_request(
+                        "error decoding patch: a merge patch must be a JSON object",
+                    ));
+                }
+                let mut patched = current.clone();
+                switchyard_store::merge_patch(&mut patched, &patch);
+                Ok(patched)
+            }
+        }
+    }
 }
 
 pub(super) async fn patch(
     state: &ApiState,
     target: &Target,
+    query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult {
+    let options = WriteOptions::parse(query)?;
     let sub = target.status_sub()?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    // Strategic merge patch is taken as a JSON merge patch: lists are replaced whole.
-    if !matches!(
-        content_type.split(';').next().unwrap_or(""),
-        "application/merge-patch+json" | "application/strategic-merge-patch+json"
-    ) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got {content_type:?})"
-            ),
+    let patch_type = PatchType::of(headers, target)?;
+    if options.force {
+        return Err(ApiError::invalid_options(
+            "force",
+            "Forbidden: may not be specified for non-apply patch".into(),
         ));
     }
-    let patch = parse_json(body)?;
-    // Patch, validate and write against one version; retry if another writer won.
+    // Patch, validate and write against one version; retry if another writer won, unless
+    // the patch itself names the resourceVersion it was made against.
     for _ in 0..5 {
         let current = state
             .store
             .get(&target.key())
             .ok_or_else(|| not_found(target))?;
-        let mut patched = (*current).clone();
-        switchyard_store::merge_patch(&mut patched, &patch);
-        let precondition = patch["metadata"]["resourceVersion"]
+        let patched = patch_type.apply(&current, body)?;
+        let pinned = patched["metadata"]["resourceVersion"]
             .as_str()
-            .map(str::to_string)
-            .or_else(|| {
-                current["metadata"]["resourceVersion"]
-                    .as_str()
-                    .map(str::to_string)
-            });
-        let (_, mut value) = admit(target, patched, sub == Subresource::Main)?;
-        value["metadata"]["resourceVersion"] = json!(precondition);
-        match blocking(state, move |store| store.update(value, sub)).await? {
-            Ok(updated) => return Ok(Json(&*updated).into_response()),
-            Err(switchyard_store::StoreError::Conflict { .. })
-                if patch["metadata"]["resourceVersion"].is_null() =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e.into()),
+            .filter(|rv| Some(*rv) != current["metadata"]["resourceVersion"].as_str())
+            .is_some()
+            || patch_type == PatchType::Json && body_tests_resource_version(body);
+        let precondition = patched["metadata"]["resourceVersion"].clone();
+        let admitted = admit(
+            target,
+            patched,
+            sub == Subresource::Main,
+            options.field_validation,
+        )?;
+        let mut value = admitted.value;
+        value["metadata"]["resourceVersion"] = precondition;
+        match store_update(state, value, sub, options.dry_run).await {
+            Ok(updated) => return Ok(respond(StatusCode::OK, &updated, &admitted.warnings)),
+            Err(error) if error.code == StatusCode::CONFLICT && !pinned => continue,
+            Err(error) => return Err(error),
         }
     }
     Err(ApiError::new(
@@ -171,16 +409,37 @@ pub(super) async fn patch(
     ))
 }
 
+/// Whether a JSON patch tests or sets the resourceVersion (then a conflict is the
+/// client's to handle, not ours to retry).
+fn body_tests_resource_version(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|ops| {
+        ops.as_array()
+            .into_iter()
+            .flatten()
+            .any(|op| op["path"] == "/metadata/resourceVersion")
+    })
+}
+
 fn delete_options(query: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOptions> {
     let body: Value = if body.is_empty() {
         json!({})
     } else {
         parse_json(body)?
     };
+    // `orphanDependents` is the deprecated spelling of propagationPolicy=Orphan.
+    let orphan = query
+        .get("orphanDependents")
+        .map(|v| v == "true")
+        .or_else(|| body["orphanDependents"].as_bool());
     let policy = query
         .get("propagationPolicy")
         .cloned()
-        .or_else(|| body["propagationPolicy"].as_str().map(str::to_string));
+        .or_else(|| body["propagationPolicy"].as_str().map(str::to_string))
+        .or_else(|| match orphan {
+            Some(true) => Some("Orphan".into()),
+            Some(false) => Some("Background".into()),
+            None => None,
+        });
     let propagation = match policy.as_deref() {
         None | Some("Background") => Propagation::Background,
         Some("Foreground") => Propagation::Foreground,
@@ -191,12 +450,25 @@ fn delete_options(query: &HashMap<String, String>, body: &[u8]) -> ApiResult<Del
             )));
         }
     };
+    let dry_run = match query.get("dryRun").map(String::as_str) {
+        Some("All") => true,
+        None | Some("") => body["dryRun"]
+            .as_array()
+            .is_some_and(|modes| modes.iter().any(|m| m == "All")),
+        Some(other) => {
+            return Err(ApiError::invalid_options(
+                "dryRun",
+                format!("Unsupported value: \"{other}\": supported values: \"All\""),
+            ));
+        }
+    };
     Ok(DeleteOptions {
         propagation,
         resource_version: body["preconditions"]["resourceVersion"]
             .as_str()
             .and_then(|v| v.parse().ok()),
         uid: body["preconditions"]["uid"].as_str().map(str::to_string),
+        dry_run,
     })
 }
 

@@ -134,6 +134,30 @@ impl Server {
         exchange(stream, &self.address, method, path, body, token)
     }
 
+    /// An authenticated API request with a JSON body of `content_type`: (status, response
+    /// headers with lower-cased names, JSON body).
+    pub fn api_full(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&str>,
+    ) -> (u16, Vec<(String, String)>, Value) {
+        let Some(stream) = self.connect() else {
+            return (0, Vec::new(), Value::Null);
+        };
+        let (code, headers, text) = exchange_with_headers(
+            stream,
+            &self.address,
+            method,
+            path,
+            body.map(|b| (content_type, b)),
+            Some(&self.token),
+        );
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (code, headers, value)
+    }
+
     fn connect(&self) -> Option<Box<dyn ReadWrite>> {
         let tcp = TcpStream::connect(&self.address).ok()?;
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -301,13 +325,26 @@ pub fn tls_trusting(data_dir: &Path) -> Arc<rustls::ClientConfig> {
 
 /// Sends one request with `Connection: close` on `stream` and reads the answer.
 fn exchange(
-    mut stream: Box<dyn ReadWrite>,
+    stream: Box<dyn ReadWrite>,
     address: &str,
     method: &str,
     path: &str,
     body: Option<(&str, &str)>,
     token: Option<&str>,
 ) -> (u16, String) {
+    let (code, _, body) = exchange_with_headers(stream, address, method, path, body, token);
+    (code, body)
+}
+
+/// [`exchange`], with the response headers.
+fn exchange_with_headers(
+    mut stream: Box<dyn ReadWrite>,
+    address: &str,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+    token: Option<&str>,
+) -> (u16, Vec<(String, String)>, String) {
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     if let Some(token) = token {
@@ -319,10 +356,10 @@ fn exchange(
         payload.len()
     ));
     if stream.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
+        return (0, Vec::new(), String::new());
     }
     let mut reader = BufReader::new(stream);
-    let (code, chunked) = read_head(&mut reader);
+    let (code, chunked, headers) = read_head_with_headers(&mut reader);
     let mut body = String::new();
     if chunked {
         while let Some(chunk) = read_chunk(&mut reader) {
@@ -331,13 +368,20 @@ fn exchange(
     } else {
         let _ = reader.read_to_string(&mut body);
     }
-    (code, body)
+    (code, headers, body)
 }
 
 fn read_head(reader: &mut impl BufRead) -> (u16, bool) {
+    let (code, chunked, _) = read_head_with_headers(reader);
+    (code, chunked)
+}
+
+/// The status code, whether the body is chunked, and the headers (names lower-cased).
+fn read_head_with_headers(reader: &mut impl BufRead) -> (u16, bool, Vec<(String, String)>) {
+    let mut headers = Vec::new();
     let mut status = String::new();
     if reader.read_line(&mut status).unwrap_or(0) == 0 {
-        return (0, false);
+        return (0, false, headers);
     }
     let code = status
         .split_whitespace()
@@ -357,8 +401,11 @@ fn read_head(reader: &mut impl BufRead) -> (u16, bool) {
         {
             chunked = true;
         }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
     }
-    (code, chunked)
+    (code, chunked, headers)
 }
 
 fn read_chunk(reader: &mut impl BufRead) -> Option<String> {
