@@ -53,7 +53,7 @@ fn field<'a>(op: &'a Value, name: &str) -> Result<&'a Value, JsonPatchError> {
         .ok_or_else(|| JsonPatchError::Malformed(format!("operation {op} is missing {name:?}")))
 }
 
-fn pointer_field<'a>(op: &'a Value, name: &str) -> Result<Vec<String>, JsonPatchError> {
+fn pointer_field(op: &Value, name: &str) -> Result<Vec<String>, JsonPatchError> {
     let text = field(op, name)?.as_str().ok_or_else(|| {
         JsonPatchError::Malformed(format!("operation {op}: {name:?} is not a string"))
     })?;
