@@ -162,6 +162,44 @@ pub fn parse_selector(text: &str) -> Result<LabelSelector, String> {
     })
 }
 
+/// Renders a label selector as text, as `metav1.FormatLabelSelector` does (the form of a
+/// Scale's `status.selector` and of kubectl's SELECTOR column): requirements sorted by
+/// key, values sorted, `k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`;
+/// `<none>` for a selector that selects everything.
+pub fn format_selector(selector: &LabelSelector) -> String {
+    let mut parts: Vec<(String, String)> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), format!("{k}={v}")))
+        .collect();
+    for req in selector.match_expressions.iter().flatten() {
+        let mut values: Vec<&str> = req.values.iter().flatten().map(String::as_str).collect();
+        values.sort_unstable();
+        values.dedup();
+        let key = &req.key;
+        let text = match (req.operator.as_str(), values.as_slice()) {
+            ("In", [one]) => format!("{key}={one}"),
+            ("NotIn", [one]) => format!("{key}!={one}"),
+            ("In", many) => format!("{key} in ({})", many.join(",")),
+            ("NotIn", many) => format!("{key} notin ({})", many.join(",")),
+            ("Exists", _) => key.clone(),
+            ("DoesNotExist", _) => format!("!{key}"),
+            (other, _) => format!("{key} {other}"),
+        };
+        parts.push((key.clone(), text));
+    }
+    if parts.is_empty() {
+        return "<none>".into();
+    }
+    parts.sort();
+    parts
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Splits at commas that are not inside parentheses.
 fn split_top_level(text: &str) -> Vec<&str> {
     let mut parts = Vec::new();
@@ -195,6 +233,32 @@ pub fn go_map(labels: &BTreeMap<String, String>) -> String {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    #[test]
+    fn selectors_format_as_format_label_selector_does() {
+        let selector = LabelSelector {
+            match_labels: Some(BTreeMap::from([("app".to_string(), "web".to_string())])),
+            match_expressions: Some(vec![
+                LabelSelectorRequirement {
+                    key: "env".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["prod".into(), "dev".into()]),
+                },
+                LabelSelectorRequirement {
+                    key: "beta".into(),
+                    operator: "DoesNotExist".into(),
+                    values: None,
+                },
+            ]),
+        };
+        assert_eq!(
+            format_selector(&selector),
+            "app=web,!beta,env in (dev,prod)"
+        );
+        assert_eq!(format_selector(&LabelSelector::default()), "<none>");
+        let parsed = parse_selector("tier!=db,track").unwrap();
+        assert_eq!(format_selector(&parsed), "tier!=db,track");
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -23,6 +23,7 @@ use crate::status::ApiError;
 mod apply_set;
 mod logs;
 mod read;
+mod scale;
 mod write;
 
 /// Shared state of the API handlers.
@@ -259,6 +260,11 @@ fn parse_path(path: &str) -> ApiResult<Target> {
 }
 
 impl Target {
+    /// Whether the request is for the `scale` subresource of a kind that has one.
+    fn is_scale(&self) -> bool {
+        self.subresource.as_deref() == Some("scale") && scale::has_scale(self.info.kind)
+    }
+
     fn key(&self) -> ObjectKey {
         ObjectKey {
             kind: self.info.kind.to_string(),
@@ -313,6 +319,11 @@ async fn dispatch(
     body: Bytes,
 ) -> ApiResult {
     let target = parse_path(path)?;
+    let body = if matches!(*method, Method::POST | Method::PUT) {
+        object_body(headers, body)?
+    } else {
+        body
+    };
     let watch = query.get("watch").is_some_and(|v| v == "true" || v == "1");
     match (method.clone(), target.name.is_some()) {
         (Method::GET, false) if watch => read::watch_objects(state, &target, query),
@@ -321,6 +332,13 @@ async fn dispatch(
             if target.info.kind == "Pod" && target.subresource.as_deref() == Some("log") =>
         {
             logs::pod_log(state, &target, query)
+        }
+        (Method::GET, true) if target.is_scale() => scale::get(state, &target),
+        (Method::PUT, true) if target.is_scale() => {
+            scale::update(state, &target, query, &body).await
+        }
+        (Method::PATCH, true) if target.is_scale() => {
+            scale::patch(state, &target, query, headers, &body).await
         }
         (Method::GET, true) => {
             target.status_sub()?;
@@ -367,6 +385,34 @@ async fn blocking<T: Send + 'static>(
                 e.to_string(),
             )
         })
+}
+
+/// The body of a create or update as JSON: JSON as it is, YAML converted; other media
+/// types (kubectl asks for protobuf first for built-in kinds) get kube-apiserver's 415,
+/// after which client-go falls back to JSON.
+fn object_body(headers: &HeaderMap, body: Bytes) -> ApiResult<Bytes> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/json" | "" | "*/*" => Ok(body),
+        "application/yaml" => {
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+            let value: Value = serde_saphyr::from_str(text).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+            })?;
+            Ok(Bytes::from(value.to_string()))
+        }
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
+            ),
+        )),
+    }
 }
 
 fn parse_json(body: &[u8]) -> ApiResult<Value> {

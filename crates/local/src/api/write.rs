@@ -329,6 +329,25 @@ impl PatchType {
         })
     }
 
+    /// The patch type of a request to a `scale` subresource (a built-in `Scale`, so
+    /// strategic merge patch is accepted whatever the parent kind).
+    pub fn of_scale(headers: &HeaderMap) -> ApiResult<PatchType> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match content_type.split(';').next().unwrap_or("").trim() {
+            "application/json-patch+json" => Ok(PatchType::Json),
+            "application/merge-patch+json" => Ok(PatchType::Merge),
+            "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+            _ => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+            )),
+        }
+    }
+
     /// Applies a patch of this type to `current`: 400 for a malformed patch, 422 for one
     /// that cannot apply (kube-apiserver's `patch.go`).
     pub fn apply(self, current: &Value, patch: &[u8]) -> ApiResult<Value> {
