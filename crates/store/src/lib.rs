@@ -649,6 +649,7 @@ impl Store {
                         key: key.clone(),
                         object: object.clone(),
                         resource_version: meta::resource_version(object).unwrap_or(0),
+                        previous: None,
                     })
                 })
                 .collect(),
@@ -728,6 +729,7 @@ impl Store {
                 key: change.key,
                 object,
                 resource_version: rv,
+                previous,
             });
         }
         drop(inner);

@@ -131,6 +131,7 @@ impl Db {
                 key,
                 object: object.into(),
                 resource_version: rv as u64,
+                previous: None,
             });
         }
         events.reverse();

@@ -40,6 +40,10 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
     /// The resourceVersion of the change.
     pub resource_version: u64,
+    /// The object before the change, when known (None for creations, and for history
+    /// read back from disk after a restart). A filtered watch needs it to tell an object
+    /// leaving its selection from one that never was in it.
+    pub previous: Option<Arc<Value>>,
 }
 
 /// Which events a watch wants.
@@ -92,6 +96,12 @@ impl Watcher {
             filter,
             last,
         }
+    }
+
+    /// The resourceVersion up to which every matching event has been delivered, once the
+    /// backlog is drained (None while it is not): what a bookmark may report.
+    pub fn caught_up_to(&self) -> Option<u64> {
+        self.backlog.is_empty().then_some(self.last)
     }
 
     /// The next matching event; `Err(Lagged)` when events were missed, `Ok(None)` when the

@@ -51,7 +51,8 @@ fn kubectl_scale_uses_the_scale_subresource() {
     assert_eq!(scale["apiVersion"], "autoscaling/v1");
     assert_eq!(scale["spec"]["replicas"], 3);
     assert_eq!(scale["status"]["selector"], "app=web");
-    // A stale precondition is refused, as on a cluster.
+    // A stale precondition is refused: by kubectl itself, and by the server for a Scale
+    // that names an old resourceVersion.
     let out = server.kubectl(&[
         "scale",
         "deployment/web",
@@ -59,10 +60,20 @@ fn kubectl_scale_uses_the_scale_subresource() {
         "--resource-version=1",
     ]);
     assert!(!out.status.success());
+    let mut stale = scale.clone();
+    stale["metadata"]["resourceVersion"] = "1".into();
+    stale["spec"]["replicas"] = 2.into();
+    let (code, status) = server.api(
+        "PUT",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        Some(&stale),
+    );
+    assert_eq!(code, 409, "{status}");
     assert!(
-        stderr(&out).contains("the object has been modified"),
-        "{}",
-        stderr(&out)
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("the object has been modified")
     );
     // Scaling to a negative count is invalid.
     let (code, status) = server.api_with_type(
@@ -81,7 +92,12 @@ fn kubectl_scale_uses_the_scale_subresource() {
 #[test]
 fn kubectl_patch_of_each_type_and_server_dry_run() {
     let server = Server::start();
-    ok(&server.kubectl(&["create", "configmap", "settings", "--from-literal=a=1"]));
+    // `kubectl create configmap` sends protobuf (tests/kubectl_generators.rs); a manifest
+    // goes as JSON.
+    ok(&server.kubectl_with_stdin(
+        &["create", "--validate=false", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}}"#,
+    ));
     ok(&server.kubectl(&[
         "patch",
         "configmap",
@@ -110,13 +126,10 @@ fn kubectl_patch_of_each_type_and_server_dry_run() {
     ]);
     assert!(!out.status.success(), "a failed test is refused");
 
-    ok(&server.kubectl(&[
-        "create",
-        "configmap",
-        "ghost",
-        "--from-literal=x=1",
-        "--dry-run=server",
-    ]));
+    ok(&server.kubectl_with_stdin(
+        &["create", "--validate=false", "--dry-run=server", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ghost"}}"#,
+    ));
     let out = server.kubectl(&["get", "configmap", "ghost"]);
     assert!(!out.status.success(), "a server dry run creates nothing");
 }
@@ -139,4 +152,113 @@ fn kubectl_delete_with_cascade_modes() {
     ok(&server.kubectl(&["delete", "replicasets", "--all", "--wait=true"]));
     let list = json_of(&server, &["get", "replicasets"]);
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn kubectl_get_watch_and_field_selectors() {
+    let server = Server::start();
+    ok(&server.kubectl_with_stdin(&["create", "--validate=false", "-f", "-"], DEPLOYMENT));
+    let pods = wait_for("a pod", Duration::from_secs(10), || {
+        let list = json_of(&server, &["get", "pods"]);
+        let name = list["items"].as_array()?.first()?["metadata"]["name"]
+            .as_str()?
+            .to_string();
+        Some(name)
+    });
+    let selected = json_of(
+        &server,
+        &[
+            "get",
+            "pods",
+            "--field-selector",
+            &format!("metadata.name={pods},spec.nodeName=switchyard"),
+        ],
+    );
+    assert_eq!(selected["items"].as_array().unwrap().len(), 1);
+    let none = json_of(
+        &server,
+        &["get", "pods", "--field-selector", "status.phase=Failed"],
+    );
+    assert_eq!(none["items"].as_array().unwrap().len(), 0);
+    let out = server.kubectl(&["get", "pods", "--field-selector", "spec.colour=red"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("field label not supported: spec.colour"),
+        "{}",
+        stderr(&out)
+    );
+    // Events about one object, as `kubectl describe` asks for them.
+    wait_for(
+        "an event about the deployment",
+        Duration::from_secs(10),
+        || {
+            let events = json_of(
+                &server,
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    "involvedObject.kind=Deployment,involvedObject.name=web",
+                ],
+            );
+            (!events["items"].as_array()?.is_empty()).then_some(())
+        },
+    );
+    // Paging: kubectl asks for chunks of --chunk-size and follows `continue`.
+    for i in 0..5 {
+        ok(&server.kubectl_with_stdin(
+            &["create", "--validate=false", "-f", "-"],
+            &format!(
+                r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "page-{i}"}}}}"#
+            ),
+        ));
+    }
+    let names = ok(&server.kubectl(&["get", "configmaps", "--chunk-size=2", "-o", "name"]));
+    let pages: Vec<&str> = names.lines().filter(|l| l.contains("page-")).collect();
+    assert_eq!(pages.len(), 5, "{names}");
+
+    // A watch: kubectl get -w prints the change it sees.
+    let mut child = std::process::Command::new(kubectl_binary())
+        .args([
+            "get",
+            "configmaps",
+            "-w",
+            "-o",
+            "name",
+            "--output-watch-events",
+        ])
+        .env("KUBECONFIG", server.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    wait_for("the initial list", Duration::from_secs(10), || {
+        (lines.lock().unwrap().len() >= 5).then_some(())
+    });
+    ok(&server.kubectl(&["delete", "configmap", "page-3"]));
+    // `-o name` prints the object again for its deletion.
+    wait_for("the deletion event", Duration::from_secs(10), || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.ends_with("/page-3"))
+            .count()
+            .eq(&2)
+            .then_some(())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
 }

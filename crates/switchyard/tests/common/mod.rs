@@ -74,13 +74,18 @@ impl Server {
 
     /// Starts (or restarts) the server process on the data dir and waits until it answers.
     pub fn spawn(&mut self) {
+        self.spawn_on("127.0.0.1:0");
+    }
+
+    /// Starts (or restarts) the server with its API on `listen`.
+    pub fn spawn_on(&mut self, listen: &str) {
         let record = self.data_dir().join("server.json");
         let _ = std::fs::remove_file(&record);
         let child = Command::new(BIN)
             .args([
                 "server",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--dns-listen",
                 "127.0.0.1:0",
                 "--node-address",
