@@ -7,6 +7,7 @@ pub mod allocation;
 pub mod api;
 pub mod controllers;
 pub mod events;
+pub mod inprocess;
 pub mod kubeconfig;
 pub mod listener;
 pub mod pki;
