@@ -3,6 +3,8 @@
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -138,6 +140,8 @@ kinds! {
     Service: Service = ("", "v1", "services", ["svc"], true),
     Deployment: Deployment = ("apps", "v1", "deployments", ["deploy"], true),
     ReplicaSet: ReplicaSet = ("apps", "v1", "replicasets", ["rs"], true),
+    Job: Job = ("batch", "v1", "jobs", [], true),
+    Lease: Lease = ("coordination.k8s.io", "v1", "leases", [], true),
     EndpointSlice: EndpointSlice = ("discovery.k8s.io", "v1", "endpointslices", ["ep"], true),
     Ingress: Ingress = ("networking.k8s.io", "v1", "ingresses", ["ing"], true),
     IngressClass: IngressClass = ("networking.k8s.io", "v1", "ingressclasses", [], false),

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod allocation;
 pub mod api;
 pub mod controllers;

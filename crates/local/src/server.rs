@@ -308,7 +308,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let token = ensure_token(dir)?;
     let store_path = dir.join(files::STORE);
     let admission: Box<dyn switchyard_store::Admission> =
-        Box::new(crate::allocation::ServiceAllocator);
+        Box::new(crate::admission::ServerAdmission);
     let store = Arc::new(
         Store::open_with(&store_path, Some(admission)).map_err(|source| ServerError::Store {
             path: store_path.display().to_string(),
@@ -417,6 +417,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Arc::new(crate::controllers::loadbalancer::LoadBalancerController),
         Arc::new(crate::controllers::replicaset::ReplicaSetController),
         Arc::new(crate::controllers::deployment::DeploymentController),
+        Arc::new(crate::controllers::job::JobController),
         Arc::new(crate::controllers::rollout::RolloutController),
         Arc::new(crate::controllers::analysis::AnalysisController {
             metrics: metrics.clone(),

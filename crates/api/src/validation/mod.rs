@@ -226,6 +226,8 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::Service(svc) => service::service(svc, &mut errs),
         Resource::Deployment(d) => workloads::deployment(d, &mut errs),
         Resource::ReplicaSet(rs) => workloads::replica_set(rs, &mut errs),
+        Resource::Job(job) => workloads::job(job, &mut errs),
+        Resource::Lease(lease) => workloads::lease(lease, &mut errs),
         Resource::EndpointSlice(slice) => service::endpoint_slice(slice, &mut errs),
         Resource::Ingress(ing) => ingress::ingress(ing, &mut errs),
         Resource::IngressClass(class) => ingress::ingress_class(class, &mut errs),

@@ -386,3 +386,69 @@ pub(super) fn replica_set(rs: &ReplicaSet, errs: &mut Errors) {
         errs,
     );
 }
+
+/// A Job, as `pkg/apis/batch/validation` checks it. The selector may be absent: unless
+/// `manualSelector` is set, the API server generates it from the Job's uid when storing it.
+pub(super) fn job(job: &k8s_openapi::api::batch::v1::Job, errs: &mut Errors) {
+    let Some(spec) = &job.spec else {
+        errs.required("spec", "");
+        return;
+    };
+    errs.non_negative("spec.parallelism", spec.parallelism);
+    errs.non_negative("spec.completions", spec.completions);
+    errs.non_negative("spec.backoffLimit", spec.backoff_limit);
+    if let Some(deadline) = spec.active_deadline_seconds.filter(|d| *d <= 0) {
+        errs.invalid(
+            "spec.activeDeadlineSeconds",
+            &deadline,
+            "must be greater than 0",
+        );
+    }
+    if let Some(mode) = spec.completion_mode.as_deref()
+        && !matches!(mode, "NonIndexed" | "Indexed")
+    {
+        errs.unsupported("spec.completionMode", mode, &["Indexed", "NonIndexed"]);
+    }
+    let manual = spec.manual_selector == Some(true);
+    if manual || spec.selector.is_some() {
+        selector_and_template(
+            spec.selector.as_ref(),
+            Some(&spec.template),
+            "job",
+            false,
+            errs,
+        );
+    } else if let Some(pod) = &spec.template.spec {
+        pod_spec(pod, "spec.template.spec", errs);
+    } else {
+        errs.required("spec.template.spec", "");
+    }
+    let policy = spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("");
+    if !matches!(policy, "OnFailure" | "Never") {
+        errs.unsupported(
+            "spec.template.spec.restartPolicy",
+            policy,
+            &["OnFailure", "Never"],
+        );
+    }
+}
+
+/// A Lease (`pkg/apis/coordination/validation`): non-negative durations and transitions.
+pub(super) fn lease(lease: &k8s_openapi::api::coordination::v1::Lease, errs: &mut Errors) {
+    let Some(spec) = &lease.spec else {
+        return;
+    };
+    if let Some(duration) = spec.lease_duration_seconds.filter(|d| *d <= 0) {
+        errs.invalid(
+            "spec.leaseDurationSeconds",
+            &duration,
+            "must be greater than 0",
+        );
+    }
+    errs.non_negative("spec.leaseTransitions", spec.lease_transitions);
+}

@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod endpointslice;
 pub mod gc;
 pub mod ingress;
+pub mod job;
 pub mod kubelet;
 pub mod loadbalancer;
 pub mod namespace;
