@@ -5,4 +5,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod events;
+pub mod health;
 pub mod leader;
